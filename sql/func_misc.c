@@ -1,0 +1,6 @@
+/* func_misc.c -- placeholder until the family lands. */
+#include "sql_int.h"
+
+const sql_func sql__func_misc[] = {
+    {0},
+};

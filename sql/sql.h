@@ -1,0 +1,213 @@
+/*
+ * sql.h -- the whole public API of sluice's AWS IoT SQL library.
+ *
+ * The library compiles one AWS IoT SQL statement (plus the `${...}` substitution templates of the
+ * rule's actions) into an immutable sql_program, and evaluates that program against messages.
+ * It does no I/O apart from reading the system time-zone database on first use of a named zone,
+ * and starts no threads.
+ *
+ * Ownership: arguments are borrowed. sql_compile() and sql_exec_new() results belong to the
+ * caller, who frees them with sql_program_free() / sql_exec_free(). Output buffers returned by
+ * sql_exec_* point into the sql_exec and stay valid until the next call on that sql_exec.
+ *
+ * Thread contract: a compiled sql_program is read-only after sql_compile() returns and may be
+ * shared by any number of threads. An sql_exec is scratch state for one thread at a time (one per
+ * worker); it may be used with any number of programs.
+ */
+#ifndef SLUICE_SQL_H
+#define SLUICE_SQL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* {====== status codes */
+
+/* X(name, message). 0 is OK; errors are negative so functions can return counts or errors. */
+#define SQL_STATUS_MAP(X)                                                                          \
+    X(E_SYNTAX, "syntax error")                                                                    \
+    X(E_SEMANTIC, "invalid statement")                                                             \
+    X(E_UNSUPPORTED, "unsupported function")                                                       \
+    X(E_VERSION, "not available in this SQL version")                                              \
+    X(E_LIMIT, "limit exceeded")                                                                   \
+    X(E_NOMEM, "out of memory")                                                                    \
+    X(E_RUNTIME, "evaluation error")                                                               \
+    X(E_ARG, "invalid argument")
+
+enum {
+    SQL_OK = 0,
+    SQL_NOT_FIRED = 0, /* sql_exec_run(): topic did not match or WHERE was not true */
+    SQL_FIRED = 1,     /* sql_exec_run(): rule fired, output is set */
+    SQL_E_BASE_ = -100,
+#define SQL_ENUM_(name, msg) SQL_##name,
+    SQL_STATUS_MAP(SQL_ENUM_)
+#undef SQL_ENUM_
+    SQL_E_END_
+};
+
+/* Name ("E_SYNTAX") and message of a status code. Thread: any. */
+const char *sql_status_name(int code);
+const char *sql_status_message(int code);
+
+/* }====== */
+
+/* {====== diagnostics */
+
+/* A compile error. Byte span into the rule text (or template text, see `where`), derived
+ * 1-based line and column, and a message in the near-token form ("expected FROM near 'FORM'"). */
+typedef struct sql_diag {
+    int code;             /* SQL_E_* */
+    uint32_t offset, len; /* byte span in the text that failed */
+    uint32_t line, col;   /* 1-based; 0 when no position applies */
+    int where;            /* -1: the SQL statement; k >= 0: template k */
+    char msg[200];
+} sql_diag;
+
+/* Render `d` as "error: line L, column C: msg\n<source line>\n<caret underline>\n" into buf
+ * (always NUL-terminated, truncated to cap). `text` is the text the diagnostic points into.
+ * Returns the length it wanted to write. Thread: any. */
+size_t sql_diag_format(const sql_diag *d, const char *text, size_t n, char *buf, size_t cap);
+
+/* }====== */
+
+/* {====== compile */
+
+typedef enum sql_version {
+    SQL_V2015_10_08 = 1,
+    SQL_V2016_03_23 = 2,
+} sql_version;
+
+/* Parses "2015-10-08" / "2016-03-23" ("beta" is taken as 2016-03-23). Returns SQL_E_ARG for
+ * anything else. Thread: any. */
+int sql_version_parse(const char *s, sql_version *out);
+const char *sql_version_name(sql_version v);
+
+typedef struct sql_compile_opts {
+    sql_version version;             /* 0 means SQL_V2016_03_23 */
+    const char *const *templates;    /* substitution templates, compiled with the rule */
+    const size_t *template_lens;      /* NULL: templates are NUL-terminated */
+    size_t ntemplates;
+} sql_compile_opts;
+
+typedef struct sql_program sql_program;
+
+/* Compiles the statement text[0..n) and the templates of `opts` into a program.
+ * On success returns SQL_OK and sets *out (caller frees with sql_program_free()).
+ * On failure returns SQL_E_* and fills *diag (first error wins); *out is NULL.
+ * Thread: any. */
+int sql_compile(const char *text, size_t n, const sql_compile_opts *opts, sql_program **out,
+                sql_diag *diag);
+
+/* Frees a program; NULL is a no-op. No sql_exec may be running it. Thread: any. */
+void sql_program_free(sql_program *p);
+
+/* The FROM topic filter (NUL-terminated; "" for a rule without FROM), borrowed from p. */
+const char *sql_program_topic_filter(const sql_program *p);
+sql_version sql_program_version(const sql_program *p);
+size_t sql_program_ntemplates(const sql_program *p);
+/* Number of `${...}` expressions in template t (for bound-parameter use). */
+size_t sql_program_template_nexprs(const sql_program *p, size_t t);
+
+/* Human-readable disassembly (constants, path table, bytecode). Returns a malloc'd
+ * NUL-terminated string the caller frees, or NULL on OOM. Thread: any. */
+char *sql_program_explain(const sql_program *p);
+
+/* }====== */
+
+/* {====== messages and evaluation */
+
+enum { SQL_PROTO_MQTT = 0, SQL_PROTO_HTTP = 1 };
+
+typedef struct sql_user_prop {
+    const char *key, *value; /* NUL-terminated UTF-8 */
+} sql_user_prop;
+
+/* MQTT 5 publish properties of a message (all optional). */
+typedef struct sql_mqtt_props {
+    const char *content_type;     /* NULL: absent */
+    const char *response_topic;   /* NULL: absent */
+    const void *correlation_data; /* bytes; NULL: absent */
+    size_t correlation_len;
+    int format_indicator;         /* -1: absent; 0 UNSPECIFIED_BYTES; 1 UTF8_DATA */
+    int64_t message_expiry;       /* -1: absent; seconds */
+    const sql_user_prop *user;    /* user properties, in order (keys may repeat) */
+    size_t nuser;
+} sql_mqtt_props;
+
+/* One incoming message and what it carries besides its payload. Every pointer is borrowed for
+ * the duration of the sql_exec_* calls that use it. NULL strings mean "not known". */
+typedef struct sql_message {
+    const char *topic;
+    size_t topic_len;
+    const void *payload;
+    size_t payload_len;
+    const char *clientid;   /* MQTT client id; clientid() gives "n/a" when not MQTT */
+    const char *principal;
+    const char *accountid;
+    const char *traceid;
+    const char *rule_name;  /* Basic Ingest: the rule invoked through $aws/rules/<name>/... */
+    int protocol;           /* SQL_PROTO_* */
+    int64_t timestamp_ms;   /* timestamp(): 0 means "read the clock" */
+    const sql_mqtt_props *props; /* NULL: none */
+} sql_message;
+
+/* An evaluation result: JSON text (is_binary == 0) or raw bytes (is_binary == 1). Points into
+ * the sql_exec; valid until its next use. */
+typedef struct sql_output {
+    const char *data;
+    size_t len;
+    int is_binary;
+} sql_output;
+
+typedef struct sql_exec sql_exec;
+
+/* Per-thread scratch state. NULL on OOM. Thread: any (the result is then used by one thread). */
+sql_exec *sql_exec_new(void);
+void sql_exec_free(sql_exec *x);
+
+/* Runs program p on message m. Returns SQL_FIRED and sets *out when the topic matches the FROM
+ * filter and WHERE is true; SQL_NOT_FIRED when not; SQL_E_RUNTIME / SQL_E_NOMEM / SQL_E_LIMIT on
+ * an evaluation failure (message in sql_exec_errmsg()). Payloads over SQL_MAX_PAYLOAD bytes give
+ * SQL_E_LIMIT. Thread: the thread that owns x. */
+int sql_exec_run(sql_exec *x, const sql_program *p, const sql_message *m, sql_output *out);
+
+/* Like sql_exec_run() but skips the FROM check (the caller already matched the topic, as the
+ * engine's topic index does). */
+int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
+                         sql_output *out);
+
+/* After sql_exec_run() returned SQL_FIRED on (x, p, m): substitutes template t into *out
+ * (text; an Undefined `${...}` gives ""). Thread: owner of x. */
+int sql_exec_template(sql_exec *x, size_t t, sql_output *out);
+
+/* After a fired run: evaluates the k-th `${...}` of template t alone. Sets *out to its text
+ * form and *is_null to 1 when the value is Null or Undefined (for bound parameters). */
+int sql_exec_template_expr(sql_exec *x, size_t t, size_t k, sql_output *out, int *is_null);
+
+/* Message of the last evaluation error on x ("" if none). Thread: owner of x. */
+const char *sql_exec_errmsg(const sql_exec *x);
+
+#define SQL_MAX_PAYLOAD (128u * 1024u)
+
+/* }====== */
+
+/* {====== topic filters (MQTT rules, shared with the engine's topic index) */
+
+/* Validates an MQTT topic filter with AWS's limits (at most 8 levels, 256 bytes, '+' and '#'
+ * alone in their level, '#' last). Returns SQL_OK or SQL_E_SEMANTIC with a message in msg. */
+int sql_topic_filter_check(const char *filter, size_t n, char *msg, size_t msgcap);
+
+/* 1 if topic matches filter, by MQTT 3.1.1 section 4.7: a wildcard in the first level does not
+ * match a topic starting with '$', and "a/#" matches "a", "a/" and "a/b" (the broker delivers
+ * "a" to an "a/#" subscriber, so the engine must agree with it; see sql/README.md). */
+int sql_topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);
+
+/* }====== */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
