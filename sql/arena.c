@@ -61,7 +61,7 @@ void *sql__arena_alloc(sql_arena *a, size_t n) {
     if (a->limit && a->used + n > a->limit)
         return NULL;
     if ((size_t)(a->end - a->p) < n) {
-        size_t size = a->first ? a->head->size * 2 : ARENA_FIRST_CHUNK;
+        size_t size = a->first ? a->head->size * 2 : (a->chunk ? a->chunk : ARENA_FIRST_CHUNK);
         if (size < n)
             size = n;
         sql_arena_chunk *c = malloc(sizeof *c + size);

@@ -101,6 +101,7 @@ typedef struct sql_arena {
     sql_arena_chunk *first;
     char *p, *end;         /* free space in head */
     size_t limit, used;    /* bytes allowed per evaluation (SQL_E_LIMIT past it), bytes taken */
+    size_t chunk;          /* size of the first chunk (0: 16 KiB); later chunks double */
 } sql_arena;
 
 void sql__arena_init(sql_arena *a, size_t limit);
@@ -147,6 +148,7 @@ struct sql_ctx {
     void *regex_md;    /* pcre2_match_data, created on first regexp use */
     void *regex_mctx;  /* pcre2_match_context with match/depth limits */
     sql_buf scratch;   /* builtins may use it between their own calls, never across */
+    sql_buf jstack;    /* the JSON reader's stack of open containers */
     int err;           /* SQL_E_* once a runtime error was raised; the VM then stops */
     char errmsg[256];
 };
@@ -469,6 +471,109 @@ int sql__tz_at(const sql_tz *z, int64_t utc_s, int32_t *offset_s, const char **a
 int64_t sql__tz_local_to_utc(const sql_tz *z, int64_t local_s);
 /* The zone's id as given to sql__tz_get(). */
 const char *sql__tz_name(const sql_tz *z);
+
+/* }====== */
+
+/* {====== programs and the VM (compile.c, vm.c, exec.c) */
+
+/* Instruction word (8 bytes):
+ *
+ *   0      8       16              32              48             63
+ *   +------+-------+---------------+---------------+---------------+
+ *   |  op  | flags |       a       |       b       |       c       |
+ *   +------+-------+---------------+---------------+---------------+
+ *                                  |        bx / j (32 bits)       |
+ *
+ * Registers and constant indexes are 16-bit; jumps are signed 32-bit offsets relative to the
+ * next instruction. Wider than Lua's 32-bit word: rules are small, and the extra width removes
+ * every "too many constants/registers" case from the compiler. */
+typedef struct sql_insn {
+    uint8_t op;
+    uint8_t flags;
+    uint16_t a;
+    union {
+        struct {
+            uint16_t b, c;
+        };
+        uint32_t bx;
+        int32_t j;
+    };
+} sql_insn;
+_Static_assert(sizeof(sql_insn) == 8, "sql_insn is 8 bytes");
+
+enum sql_opcode {
+#define OP(name, fmt, flags, syn) SQL_OP_##name,
+#include "opcodes.def"
+#undef OP
+    SQL_OP_COUNT_
+};
+
+typedef struct sql_callsite {
+    const sql_func *f;
+    void *aux; /* compiled literal regex, or NULL */
+    uint32_t off, len; /* span of the call, for explain */
+} sql_callsite;
+
+typedef struct sql_tpl_part {
+    const char *text; /* literal text when entry < 0 */
+    uint32_t len;
+    int32_t entry;    /* code entry of a `${...}` expression, or -1 */
+} sql_tpl_part;
+
+typedef struct sql_tpl {
+    sql_tpl_part *parts;
+    uint32_t nparts;
+    uint32_t nexprs;
+    int32_t *expr_parts; /* k-th expression -> index into parts */
+} sql_tpl;
+
+struct sql_program {
+    sql_version version;
+    char *text;           /* copy of the statement (AST spans point into it) */
+    size_t text_len;
+    char *filter;         /* FROM topic filter, NUL-terminated ("" if none) */
+    size_t filter_len;
+    sql_insn *code;
+    uint32_t ncode;
+    uint32_t main_entry;
+    sql_value *k;         /* constants */
+    uint32_t nk;
+    sql_callsite *calls;
+    uint32_t ncalls;
+    sql_path_node *paths; /* payload path trie (sql_pathset) */
+    uint32_t npaths, nslots;
+    int32_t root_slot;    /* slot of the whole payload, -1 if unused */
+    uint32_t nregs;
+    sql_tpl *tpls;
+    uint32_t ntpls;
+    sql_arena arena;      /* everything above lives here */
+};
+
+/* The disassembler's view of an opcode. */
+typedef struct sql_opinfo {
+    const char *name, *fmt, *synopsis;
+    unsigned flags;
+} sql_opinfo;
+extern const sql_opinfo sql__opinfo[SQL_OP_COUNT_];
+
+/* Per-thread execution state (the public sql_exec). */
+struct sql_exec {
+    sql_ctx ctx;
+    sql_value *regs;
+    uint32_t nregs;
+    sql_value *slots;
+    uint32_t nslots;
+    int scanned;   /* payload scanned for the current (program, message) */
+    int is_json;   /* after the scan: 1 JSON, 0 not JSON */
+    sql_buf out;   /* serialized output of the last fired run */
+    sql_buf tout;  /* text of the last template */
+    const sql_program *prog; /* of the last run (templates use it) */
+    int fired;
+};
+
+/* Runs the code from `entry` until RET/NOFIRE. Returns SQL_FIRED with *result set, SQL_NOT_FIRED,
+ * or an SQL_E_* (ctx error set). Thread: owner of x. */
+int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *result);
 
 /* }====== */
 
