@@ -471,6 +471,8 @@ int sql__tz_at(const sql_tz *z, int64_t utc_s, int32_t *offset_s, const char **a
 int64_t sql__tz_local_to_utc(const sql_tz *z, int64_t local_s);
 /* The zone's id as given to sql__tz_get(). */
 const char *sql__tz_name(const sql_tz *z);
+/* Days since 1970-01-01 of a proleptic Gregorian date. Thread: any. */
+int64_t sql__days_from_civil(int64_t y, int m, int d);
 
 /* }====== */
 
