@@ -315,10 +315,11 @@ char *sql_program_explain(const sql_program *p) {
             snprintf(ops, sizeof ops, "%u %u %u", in->a, in->b, in->c);
         sql__buf_printf(&b, "%-16s ; %s\n", ops, oi->synopsis);
     }
-    if (b.oom) {
+    if (sql__buf_reserve(&b, 1) != 0) {
         sql__buf_free(&b);
         return NULL;
     }
+    b.p[b.len] = '\0';
     return b.p;
 }
 

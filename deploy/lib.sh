@@ -1,0 +1,27 @@
+# deploy/lib.sh -- shared by run.sh and test.sh: the package list and the installer.
+# Sourced, not executed.
+
+# Everything sluice needs to build, test and run, from Debian 12's repositories.
+SLUICE_BUILD_PKGS="build-essential cmake ninja-build pkg-config python3 libpcre2-dev libssl-dev
+  libcjson-dev tzdata ca-certificates"
+SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev libmosquitto-dev"
+SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl"
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Installs the packages that are not installed yet (apt-get update only when needed).
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+nproc_or_2() { nproc 2>/dev/null || echo 2; }
