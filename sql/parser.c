@@ -885,6 +885,8 @@ int sql__parse(sql_ctx *c, const char *text, size_t n, sql_stmt **out, sql_diag 
     if (!p.err && p.tok.kind != SQL_TK_EOF) {
         if (is_kw(&p, "SET"))
             perr(&p, SQL_E_SYNTAX, p.tok.off, p.tok.len, "SET must come before SELECT");
+        else if (p.tok.kind == SQL_TK_IDENT && st->sel && !st->sel->from_off)
+            expected(&p, "FROM"); /* the usual slip: a misspelled FROM */
         else
             expected(&p, "end of statement");
     }
