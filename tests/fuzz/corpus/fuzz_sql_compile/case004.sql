@@ -1,0 +1,1 @@
+SELECT *, 15 as speed FROM 'topic/subtopic'

@@ -1,0 +1,1 @@
+SELECT color AS rgb FROM 'topic/subtopic' WHERE temperature > 50

@@ -1,0 +1,1 @@
+SELECT VALUE bar FROM 'topic/subtopic'

@@ -1,0 +1,1 @@
+SELECT topic(2) as device_id, temperature FROM 'device/+/data'

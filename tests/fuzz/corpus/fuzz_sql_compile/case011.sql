@@ -1,0 +1,1 @@
+SELECT cast(topic(2) AS DECIMAL) as device_id, temperature FROM 'device/+/data'

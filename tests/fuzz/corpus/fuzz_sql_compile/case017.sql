@@ -1,0 +1,1 @@
+SELECT temperature AS t FROM 'a/b'

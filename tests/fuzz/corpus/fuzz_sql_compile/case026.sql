@@ -1,0 +1,1 @@
+SELECT topic() AS t, topic(3) AS t3 FROM 'Buildings/#'

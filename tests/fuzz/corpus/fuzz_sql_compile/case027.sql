@@ -1,0 +1,1 @@
+SELECT state, version FROM '$aws/things/+/shadow/update/delta'

@@ -1,0 +1,1 @@
+SELECT color AS c FROM 'topic/subtopic' WHERE c = 'red'

@@ -1,0 +1,1 @@
+SELECT * FROM 'topic/subtopic' WHERE device_type = 'thermostat'

@@ -1,0 +1,1 @@
+SELECT 10.0 AS n FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(10.0 as Decimal) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT lower(NULL) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(0 as Boolean) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(2.7 as Int) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(123 as String) AS r FROM 't'

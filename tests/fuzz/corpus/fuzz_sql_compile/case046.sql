@@ -1,0 +1,1 @@
+SELECT cast(NULL as String) AS r FROM 't'

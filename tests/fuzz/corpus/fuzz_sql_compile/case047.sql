@@ -1,0 +1,1 @@
+SELECT cast([1] as Int) AS r FROM 't'

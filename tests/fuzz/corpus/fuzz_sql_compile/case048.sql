@@ -1,0 +1,1 @@
+SELECT cast(NULL as Decimal) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT upper() AS r FROM 't'

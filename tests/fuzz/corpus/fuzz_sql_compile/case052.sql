@@ -1,0 +1,1 @@
+SELECT 'TRUE' AND 'False' AS r FROM 't'

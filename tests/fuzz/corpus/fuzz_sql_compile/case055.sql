@@ -1,0 +1,1 @@
+SELECT false AND missing AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT false OR false AS r FROM 't'

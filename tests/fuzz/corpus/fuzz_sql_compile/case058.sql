@@ -1,0 +1,1 @@
+SELECT 'false' OR 'TRUE' AS r FROM 't'

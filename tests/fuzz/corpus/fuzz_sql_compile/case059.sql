@@ -1,0 +1,1 @@
+SELECT NOT 'FALSE' AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT '10' > 9 AS r FROM 't'

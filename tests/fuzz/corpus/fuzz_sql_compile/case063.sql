@@ -1,0 +1,1 @@
+SELECT '5' >= '6' AS r FROM 't'

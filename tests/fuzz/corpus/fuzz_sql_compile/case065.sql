@@ -1,0 +1,1 @@
+SELECT '2.5' <= 2 AS r FROM 't'

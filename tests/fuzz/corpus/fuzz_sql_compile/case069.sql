@@ -1,0 +1,1 @@
+SELECT {'a':1,'b':2} = {'b':2,'a':1} AS r FROM 't'

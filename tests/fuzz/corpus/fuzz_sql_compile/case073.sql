@@ -1,0 +1,1 @@
+SELECT missing <> 1 AS r FROM 't'

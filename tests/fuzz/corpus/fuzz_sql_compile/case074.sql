@@ -1,0 +1,1 @@
+SELECT 1 + 'a' AS r FROM 't'

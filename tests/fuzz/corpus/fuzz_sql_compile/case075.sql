@@ -1,0 +1,1 @@
+SELECT 'a' + true AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT 5.5 - 2 AS r FROM 't'

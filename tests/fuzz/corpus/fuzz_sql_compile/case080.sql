@@ -1,0 +1,1 @@
+SELECT '2.5' * 3 AS r FROM 't'

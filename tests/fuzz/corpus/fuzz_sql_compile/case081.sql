@@ -1,0 +1,1 @@
+SELECT 1.5 * 2 AS r FROM 't'

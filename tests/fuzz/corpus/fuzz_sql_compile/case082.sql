@@ -1,0 +1,1 @@
+SELECT 90 / 9 AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT 7 / 2.5 AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT accountid() AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT acos(0) AS r FROM 't'

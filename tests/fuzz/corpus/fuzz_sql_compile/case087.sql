@@ -1,0 +1,1 @@
+SELECT acos(2) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT asin(0) AS r FROM 't'

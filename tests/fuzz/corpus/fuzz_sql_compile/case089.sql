@@ -1,0 +1,1 @@
+SELECT atan(0) AS r FROM 't'

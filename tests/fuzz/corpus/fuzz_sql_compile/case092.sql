@@ -1,0 +1,1 @@
+SELECT bitand(13, 5) AS r FROM 't'

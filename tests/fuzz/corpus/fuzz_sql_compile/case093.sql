@@ -1,0 +1,1 @@
+SELECT bitand(13.9, 5) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT bitor(8, 5) AS r FROM 't'

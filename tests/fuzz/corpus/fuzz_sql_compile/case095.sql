@@ -1,0 +1,1 @@
+SELECT cast(true as Int) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(true as Decimal) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT cast(false as Int) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT clientid() AS r FROM 't'

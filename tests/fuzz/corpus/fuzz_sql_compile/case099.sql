@@ -1,0 +1,1 @@
+SELECT concat() AS r FROM 't'

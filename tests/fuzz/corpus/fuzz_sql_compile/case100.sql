@@ -1,0 +1,1 @@
+SELECT concat([1, 2, 3], 4) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT decode(encoded_temp,"base64").temperature AS temp from 'topic/subtopic'

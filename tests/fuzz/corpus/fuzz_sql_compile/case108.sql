@@ -1,0 +1,1 @@
+SELECT encode(s, 'base64') AS r FROM 't'

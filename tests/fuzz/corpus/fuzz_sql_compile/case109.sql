@@ -1,0 +1,1 @@
+SELECT endswith("cat","at") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT endswith(123, 3) AS r FROM 't'

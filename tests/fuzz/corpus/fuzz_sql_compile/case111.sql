@@ -1,0 +1,1 @@
+SELECT floor(1.2) AS r FROM 't'

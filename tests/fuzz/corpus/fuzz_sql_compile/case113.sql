@@ -1,0 +1,1 @@
+SELECT get({"a":"b"}, "a") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT get([1,2], 5) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT md2("hello") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT sha224("hello") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT indexof("abcd", "bc") AS r FROM 't'

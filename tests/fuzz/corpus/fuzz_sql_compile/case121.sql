@@ -1,0 +1,1 @@
+SELECT isUndefined(NULL) AS r FROM 't'

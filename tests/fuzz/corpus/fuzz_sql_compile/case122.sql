@@ -1,0 +1,1 @@
+SELECT isUndefined(missing) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT length("hi") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT ln(e) AS r FROM 't'

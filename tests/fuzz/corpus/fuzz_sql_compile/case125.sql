@@ -1,0 +1,1 @@
+SELECT log(100) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT lower("HELLO") AS r FROM 't'

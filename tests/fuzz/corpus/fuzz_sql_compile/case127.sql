@@ -1,0 +1,1 @@
+SELECT length(lpad('a', 2000)) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT lpad('a', -5) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT lpad('a', true) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT Ltrim(" h i ") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT mod(8, 3) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT nanvl(missing, 3) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT power(2, 5) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT power('2', '0.5') AS r FROM 't'

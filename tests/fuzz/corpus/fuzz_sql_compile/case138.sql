@@ -1,0 +1,1 @@
+SELECT principal() AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT rand() AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT regexp_matches("xaay", "a{2}") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT regexp_replace("abcd", "b(.*)d", "$1") AS r FROM 't'

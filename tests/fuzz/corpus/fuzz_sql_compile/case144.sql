@@ -1,0 +1,1 @@
+SELECT regexp_substr("hihihello", "hi") AS r FROM 't'

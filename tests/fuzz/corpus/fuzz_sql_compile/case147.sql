@@ -1,0 +1,1 @@
+SELECT replace("abcdabcd", "b", "x") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT rpad("hello", 2) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT rpad(1, 3) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT Round(1.2) AS r FROM 't'

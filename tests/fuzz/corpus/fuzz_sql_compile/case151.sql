@@ -1,0 +1,1 @@
+SELECT Round(1.5) AS r FROM 't'

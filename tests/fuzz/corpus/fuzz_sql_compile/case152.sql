@@ -1,0 +1,1 @@
+SELECT Round(1.7) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT sign(-7) AS r FROM 't'

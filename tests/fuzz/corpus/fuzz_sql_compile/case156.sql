@@ -1,0 +1,1 @@
+SELECT sign(13) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT sign('-7.5') AS r FROM 't'

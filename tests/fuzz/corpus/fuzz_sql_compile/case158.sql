@@ -1,0 +1,1 @@
+SELECT sin(0) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT substring(false, -2.411E247) AS r FROM 't'

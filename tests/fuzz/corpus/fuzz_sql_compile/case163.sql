@@ -1,0 +1,1 @@
+SELECT substring("012345", 1, 3) AS r FROM 't'

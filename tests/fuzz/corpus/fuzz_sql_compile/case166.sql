@@ -1,0 +1,1 @@
+SELECT startswith(missing,"ran") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT time_to_epoch("2020-04-03 09:45:18 UTC+01:00", "yyyy-MM-dd HH:mm:ss VV") AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT time_to_epoch("2007-12-03 10:15:30.592 America/Los_Angeles", "yyyy-MM-dd HH:mm:ss.SSS z") AS r FROM 't'

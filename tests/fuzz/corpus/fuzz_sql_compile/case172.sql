@@ -1,0 +1,1 @@
+SELECT topic(1) AS a, topic(2) AS b, topic(3) AS c FROM 'foo/#'

@@ -1,0 +1,1 @@
+SELECT traceid() AS r FROM 't'

@@ -1,0 +1,1 @@
+select value transform("enrichArray", attributes, values) from 'A/B'

@@ -1,0 +1,1 @@
+SELECT transform('other', {'k':1}, [{'a':1}]) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT Trim(" hi ") AS r FROM 't'

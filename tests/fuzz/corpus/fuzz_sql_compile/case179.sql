@@ -1,0 +1,1 @@
+SELECT trunc(2.3123, 2) AS r FROM 't'

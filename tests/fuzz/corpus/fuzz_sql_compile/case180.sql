@@ -1,0 +1,1 @@
+SELECT trunc(2.888, 2) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT trunc(2.3, -1) AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT CASE color WHEN 'green' THEN 'go' END AS r FROM 'topic/subtopic'

@@ -1,0 +1,1 @@
+SELECT CASE color ELSE 'x' END AS r FROM 't'

@@ -1,0 +1,1 @@
+SELECT [lat,long] as lat_long FROM 'topic/subtopic'

@@ -1,0 +1,1 @@
+SELECT temp, md5(deviceid) AS hashed_id FROM topic/#

@@ -1,0 +1,1 @@
+SELECT coords.latitude AS lat FROM 't'

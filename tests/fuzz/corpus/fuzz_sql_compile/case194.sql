@@ -1,0 +1,1 @@
+SELECT VALUE arr FROM 'topic'

@@ -1,0 +1,1 @@
+SELECT encode(*, 'base64') AS data FROM 'my_topic'

@@ -1,0 +1,1 @@
+SELECT decode(encode(*, 'base64'), 'base64').a AS a FROM 'topic'

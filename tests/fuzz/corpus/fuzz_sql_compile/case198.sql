@@ -1,0 +1,1 @@
+SELECT *, principal() as principal, timestamp() as time FROM 'topic/subtopic'

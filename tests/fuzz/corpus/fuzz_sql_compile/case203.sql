@@ -1,0 +1,2 @@
+SET @a = 1, @a = 2
+SELECT @a AS a FROM 't'

@@ -1,0 +1,2 @@
+SET @dev = device_id
+SELECT * FROM 'device/data'
