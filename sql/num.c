@@ -33,6 +33,12 @@
 typedef unsigned __int128 u128;
 typedef __int128 i128;
 
+static const int64_t p10_64[19] = {
+    1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL, 100000000LL,
+    1000000000LL, 10000000000LL, 100000000000LL, 1000000000000LL, 10000000000000LL,
+    100000000000000LL, 1000000000000000LL, 10000000000000000LL, 100000000000000000LL,
+    1000000000000000000LL};
+
 /* {====== 256-bit unsigned arithmetic for intermediates */
 
 typedef struct u256 {
@@ -281,8 +287,7 @@ int sql__num_is_whole(const sql_value *v) {
             return 1;
         if (v->e < -18)
             return v->u.i == 0;
-        int64_t p = (int64_t)pow10_128(-v->e);
-        return v->u.i % p == 0;
+        return v->u.i % p10_64[-v->e] == 0;
     }
     return is_whole_dec(to_dec(v));
 }
@@ -296,7 +301,7 @@ sql_value sql__num_norm(sql_ctx *ctx, sql_value v) {
             return v;
         }
         if (v.e < 0 && v.e >= -18) {
-            int64_t p = (int64_t)pow10_128(-v.e);
+            int64_t p = p10_64[-v.e];
             if (v.u.i % p == 0)
                 return sql__int(v.u.i / p);
             return v;
@@ -406,7 +411,13 @@ int sql__num_parse(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
         return 0;
     }
     if (!big && e >= INT16_MIN && e <= INT16_MAX && !sticky) {
-        *out = sql__num_norm(ctx, (sql_value){.t = SQL_T_DEC, .e = (int16_t)e, .u.i = neg ? -c : c});
+        sql_value v = {.t = SQL_T_DEC, .e = (int16_t)e, .u.i = neg ? -c : c};
+        /* "57.3": a nonzero last digit cannot be whole, so skip the division in norm */
+        if (exp == 0 && frac > 0 && s[n - 1] != '0') {
+            *out = v;
+            return 0;
+        }
+        *out = sql__num_norm(ctx, v);
         return 0;
     }
     dec d = {neg, big ? m : u256_from((u128)c), e};
@@ -462,6 +473,16 @@ int sql__num_from_str(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
 static int utoa128(u128 x, char *buf) {
     char tmp[40];
     int n = 0;
+    if (x <= UINT64_MAX) { /* 64-bit division is several times cheaper */
+        uint64_t y = (uint64_t)x;
+        do {
+            tmp[n++] = (char)('0' + (int)(y % 10));
+            y /= 10;
+        } while (y);
+        for (int i = 0; i < n; i++)
+            buf[i] = tmp[n - 1 - i];
+        return n;
+    }
     do {
         tmp[n++] = (char)('0' + (int)(x % 10));
         x /= 10;
@@ -556,11 +577,11 @@ int sql__num_cmp(const sql_value *a, const sql_value *b) {
             return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
         int d = a->e - b->e;
         if (d > 0 && d <= 18) {
-            i128 x = (i128)a->u.i * (int64_t)pow10_128(d);
+            i128 x = (i128)a->u.i * p10_64[d];
             return x < b->u.i ? -1 : x > b->u.i;
         }
         if (d < 0 && d >= -18) {
-            i128 y = (i128)b->u.i * (int64_t)pow10_128(-d);
+            i128 y = (i128)b->u.i * p10_64[-d];
             return a->u.i < y ? -1 : a->u.i > y;
         }
     }
@@ -908,7 +929,7 @@ sql_value sql__num_to_int(sql_ctx *ctx, const sql_value *v, int mode) {
     if (v->t == SQL_T_INT)
         return *v;
     if (!(v->f & SQL_F_BIG) && v->e < 0 && v->e >= -18) {
-        int64_t p = (int64_t)pow10_128(-v->e), q = v->u.i / p, r = v->u.i % p;
+        int64_t p = p10_64[-v->e], q = v->u.i / p, r = v->u.i % p;
         switch (mode) {
         case SQL_ROUND_HALF_UP:
             if (r != 0 && (r < 0 ? -r : r) * 2 >= p)
