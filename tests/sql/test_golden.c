@@ -1,0 +1,311 @@
+/*
+ * test_golden.c -- runs the SQL golden files in tests/sql/golden (*.test) (format in the README
+ * there): each block is a rule, a message and the expected output, non-firing or diagnostic,
+ * so new coverage needs no C. One parameterized test per block; a failure names file and line.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sql.h"
+
+#ifndef GOLDEN_DIR
+#define GOLDEN_DIR "tests/sql/golden"
+#endif
+
+typedef struct block {
+    char file[256];
+    int line;
+    char *sql, *payload, *expect, *context, *topic, *binary;
+    char *templates[8];
+    int ntemplates;
+    sql_version version;
+    enum { EXPECT_OUT, EXPECT_NOFIRE, EXPECT_FAIL, EXPECT_B64 } kind;
+} block;
+
+static char *append(char *s, const char *line) {
+    size_t a = s ? strlen(s) : 0, b = strlen(line);
+    char *r = realloc(s, a + b + 2);
+    if (a) {
+        r[a] = '\n';
+        memcpy(r + a + 1, line, b + 1);
+    } else {
+        memcpy(r, line, b + 1);
+    }
+    return r;
+}
+
+static const char *golden_dir(void) {
+    const char *d = getenv("SLUICE_TEST_DATA");
+    static char buf[512];
+    if (d) {
+        snprintf(buf, sizeof buf, "%s/sql/golden", d);
+        return buf;
+    }
+    return GOLDEN_DIR;
+}
+
+/* Parses every *.test file into blocks (sorted by file name). */
+static block *load(size_t *nout) {
+    const char *dir = golden_dir();
+    struct dirent **names;
+    int nf = scandir(dir, &names, NULL, alphasort);
+    block *v = NULL;
+    size_t n = 0, cap = 0;
+    for (int f = 0; f < nf; f++) {
+        char nm[256];
+        snprintf(nm, sizeof nm, "%s", names[f]->d_name);
+        size_t l = strlen(nm);
+        if (l < 6 || strcmp(nm + l - 5, ".test") != 0) {
+            free(names[f]);
+            continue;
+        }
+        char path[768];
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        FILE *fp = fopen(path, "r");
+        free(names[f]);
+        if (!fp)
+            continue;
+        char line[8192];
+        int lineno = 0;
+        block cur;
+        int in = 0;
+        enum { SQL, PAYLOAD, EXPECT } section = SQL;
+        memset(&cur, 0, sizeof cur);
+        for (;;) {
+            char *got = fgets(line, sizeof line, fp);
+            if (got) {
+                lineno++;
+                line[strcspn(line, "\n")] = '\0';
+            }
+            if (!got || line[0] == '\0') { /* a blank line ends a block */
+                if (in && cur.sql) {
+                    if (n == cap) {
+                        cap = cap ? cap * 2 : 64;
+                        v = realloc(v, cap * sizeof *v);
+                    }
+                    v[n++] = cur;
+                }
+                memset(&cur, 0, sizeof cur);
+                in = 0;
+                section = SQL;
+                if (!got)
+                    break;
+                continue;
+            }
+            if (!in) {
+                in = 1;
+                snprintf(cur.file, sizeof cur.file, "%s", nm);
+                cur.line = lineno;
+                cur.version = SQL_V2016_03_23;
+            }
+            if (line[0] == '#' && section == SQL && !cur.sql)
+                continue;
+            if (!strncmp(line, "%%VERSION ", 10)) {
+                sql_version_parse(line + 10, &cur.version);
+            } else if (!strncmp(line, "%%TOPIC ", 8)) {
+                cur.topic = strdup(line + 8);
+            } else if (!strncmp(line, "%%CONTEXT ", 10)) {
+                cur.context = strdup(line + 10);
+            } else if (!strncmp(line, "%%TEMPLATE ", 11) && cur.ntemplates < 8) {
+                cur.templates[cur.ntemplates++] = strdup(line + 11);
+            } else if (!strncmp(line, "%%BINARY ", 9)) {
+                cur.binary = strdup(line + 9);
+            } else if (!strcmp(line, "%%PAYLOAD")) {
+                section = PAYLOAD;
+            } else if (!strcmp(line, "%%EXPECT")) {
+                section = EXPECT;
+                cur.kind = EXPECT_OUT;
+            } else if (!strncmp(line, "%%EXPECT_BASE64", 15)) {
+                section = EXPECT;
+                cur.kind = EXPECT_B64;
+                cur.expect = strdup(line[15] == ' ' ? line + 16 : "");
+            } else if (!strcmp(line, "%%NOFIRE")) {
+                cur.kind = EXPECT_NOFIRE;
+            } else if (!strcmp(line, "%%FAIL")) {
+                section = EXPECT;
+                cur.kind = EXPECT_FAIL;
+            } else if (section == SQL) {
+                cur.sql = append(cur.sql, line);
+            } else if (section == PAYLOAD) {
+                cur.payload = append(cur.payload, line);
+            } else {
+                cur.expect = append(cur.expect, line);
+            }
+        }
+        fclose(fp);
+    }
+    free(names);
+    *nout = n;
+    return v;
+}
+
+static int b64val(int c) {
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static size_t b64dec(const char *s, unsigned char *out) {
+    size_t n = 0;
+    int bits = 0;
+    unsigned acc = 0;
+    for (; *s && *s != '='; s++) {
+        int v = b64val((unsigned char)*s);
+        if (v < 0)
+            continue;
+        acc = ((acc << 6) | (unsigned)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return n;
+}
+
+/* A minimal reader for %%CONTEXT: "key": "string" and "timestamp": number. */
+static const char *ctx_str(const char *ctx, const char *key, char *buf, size_t cap) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = ctx ? strstr(ctx, pat) : NULL;
+    if (!p)
+        return NULL;
+    p = strchr(p + strlen(pat), '"');
+    if (!p)
+        return NULL;
+    size_t i = 0;
+    for (p++; *p && *p != '"' && i + 1 < cap; p++)
+        buf[i++] = *p;
+    buf[i] = '\0';
+    return buf;
+}
+
+static void free_blocks(block *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].sql);
+        free(v[i].payload);
+        free(v[i].expect);
+        free(v[i].context);
+        free(v[i].topic);
+        free(v[i].binary);
+        for (int t = 0; t < v[i].ntemplates; t++)
+            free(v[i].templates[t]);
+    }
+    free(v);
+}
+
+typedef struct param {
+    int index;
+} param;
+
+ParameterizedTestParameters(golden, block) {
+    size_t n;
+    block *v = load(&n);
+    param *ps = cr_malloc(sizeof(param) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        ps[i].index = (int)i;
+    free_blocks(v, n);
+    return cr_make_param_array(param, ps, n);
+}
+
+ParameterizedTest(param *pa, golden, block) {
+    size_t n;
+    block *v = load(&n);
+    cr_assert_lt((size_t)pa->index, n);
+    block *b = &v[pa->index];
+    const char *where = b->file;
+    int line = b->line;
+    sql_compile_opts o = {.version = b->version, .templates = (const char *const *)b->templates,
+                          .ntemplates = (size_t)b->ntemplates};
+    sql_program *p = NULL;
+    sql_diag d;
+    int rc = sql_compile(b->sql, strlen(b->sql), &o, &p, &d);
+    if (b->kind == EXPECT_FAIL) {
+        cr_assert_neq(rc, SQL_OK, "%s:%d: expected a compile error", where, line);
+        char msg[4096];
+        const char *text = d.where >= 0 ? b->templates[d.where] : b->sql;
+        sql_diag_format(&d, text, strlen(text), msg, sizeof msg);
+        msg[strcspn(msg, "\0")] = '\0';
+        size_t ml = strlen(msg);
+        if (ml && msg[ml - 1] == '\n')
+            msg[ml - 1] = '\0';
+        cr_expect_str_eq(msg, b->expect ? b->expect : "",
+                         "%s:%d: diagnostic differs:\n--- got\n%s\n--- want\n%s", where, line, msg,
+                         b->expect ? b->expect : "");
+        free_blocks(v, n);
+        return;
+    }
+    cr_assert_eq(rc, SQL_OK, "%s:%d: compile failed: line %u col %u: %s", where, line, d.line,
+                 d.col, d.msg);
+    unsigned char bin[8192];
+    const char *topic = b->topic ? b->topic : "t";
+    sql_message m = {.topic = topic, .topic_len = strlen(topic)};
+    if (b->binary) {
+        m.payload = bin;
+        m.payload_len = b64dec(b->binary, bin);
+    } else {
+        m.payload = b->payload ? b->payload : "";
+        m.payload_len = b->payload ? strlen(b->payload) : 0;
+    }
+    char cbuf[7][256];
+    m.clientid = ctx_str(b->context, "clientid", cbuf[0], 256);
+    m.principal = ctx_str(b->context, "principal", cbuf[1], 256);
+    m.accountid = ctx_str(b->context, "accountid", cbuf[2], 256);
+    m.traceid = ctx_str(b->context, "traceid", cbuf[3], 256);
+    m.rule_name = ctx_str(b->context, "rule_name", cbuf[4], 256);
+    const char *proto = ctx_str(b->context, "protocol", cbuf[5], 256);
+    m.protocol = proto && !strcmp(proto, "http") ? SQL_PROTO_HTTP : SQL_PROTO_MQTT;
+    const char *ts = b->context ? strstr(b->context, "\"timestamp\"") : NULL;
+    m.timestamp_ms = ts ? atoll(strchr(ts, ':') + 1) : 1481825251155;
+    sql_exec *x = sql_exec_new();
+    sql_output out;
+    rc = sql_exec_run(x, p, &m, &out);
+    if (b->kind == EXPECT_NOFIRE) {
+        cr_expect_eq(rc, SQL_NOT_FIRED, "%s:%d: expected no firing, got rc %d (%.*s)", where,
+                     line, rc, rc == SQL_FIRED ? (int)out.len : 0, rc == SQL_FIRED ? out.data : "");
+    } else {
+        cr_assert_eq(rc, SQL_FIRED, "%s:%d: expected the rule to fire, rc %d %s", where, line, rc,
+                     sql_exec_errmsg(x));
+        char *got = malloc(out.len + 1);
+        memcpy(got, out.data, out.len);
+        got[out.len] = '\0';
+        if (b->kind == EXPECT_B64) {
+            unsigned char want[8192];
+            size_t wl = b64dec(b->expect, want);
+            cr_expect(wl == out.len && memcmp(want, out.data, wl) == 0, "%s:%d: bytes differ",
+                      where, line);
+        } else {
+            /* first line: the output; then one line per template */
+            char empty[1] = "";
+            char *exp = b->expect ? b->expect : empty;
+            char *nl = strchr(exp, '\n');
+            if (nl)
+                *nl = '\0';
+            cr_expect_str_eq(got, exp, "%s:%d: output differs:\n  got  %s\n  want %s", where, line, got, exp);
+            char *rest = nl ? nl + 1 : NULL;
+            for (int t = 0; t < b->ntemplates; t++) {
+                char *tl = rest ? rest : (char *)"";
+                char *tn = rest ? strchr(rest, '\n') : NULL;
+                if (tn)
+                    *tn = '\0';
+                cr_assert_eq(sql_exec_template(x, (size_t)t, &out), SQL_OK, "%s:%d", where, line);
+                char tbuf[4096];
+                snprintf(tbuf, sizeof tbuf, "%.*s", (int)out.len, out.data);
+                cr_expect_str_eq(tbuf, tl, "%s:%d: template %d differs", where, line, t + 1);
+                rest = tn ? tn + 1 : NULL;
+            }
+        }
+        free(got);
+    }
+    sql_exec_free(x);
+    sql_program_free(p);
+    free_blocks(v, n);
+}
