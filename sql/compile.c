@@ -733,20 +733,13 @@ static int expr(fstate *fs, const sql_node *e, int target) {
         emit(fs, e->op == SQL_U_NOT ? SQL_OP_NOT : SQL_OP_NEG, target, target, 0);
         break;
     case SQL_N_BINARY: {
-        static const uint8_t ops[] = {
-            [SQL_BIN_ADD] = SQL_OP_ADD, [SQL_BIN_SUB] = SQL_OP_SUB, [SQL_BIN_MUL] = SQL_OP_MUL,
-            [SQL_BIN_DIV] = SQL_OP_DIV, [SQL_BIN_MOD] = SQL_OP_MOD, [SQL_BIN_EQ] = SQL_OP_EQ,
-            [SQL_BIN_NE] = SQL_OP_NE,   [SQL_BIN_LT] = SQL_OP_LT,   [SQL_BIN_LE] = SQL_OP_LE,
-            [SQL_BIN_GT] = SQL_OP_GT,   [SQL_BIN_GE] = SQL_OP_GE,   [SQL_BIN_AND] = SQL_OP_AND,
-            [SQL_BIN_OR] = SQL_OP_OR,
-        };
         int save = fs->nextreg;
         if (expr(fs, e->kids[0], target))
             return fs->err;
         int t = allocreg(fs, 1);
         if (expr(fs, e->kids[1], t))
             return fs->err;
-        emit(fs, ops[e->op], target, target, t);
+        emit(fs, (uint8_t)(SQL_OP_ADD + e->op), target, target, t); /* see vm.c */
         fs->nextreg = save;
         break;
     }

@@ -137,29 +137,6 @@ static int fn_newuuid(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *
 
 /* {====== MQTT 5 properties */
 
-static int base64(sql_ctx *ctx, const unsigned char *s, size_t n, sql_value *out) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *p = sql__alloc(ctx, (n + 2) / 3 * 4 + 1);
-    if (!p)
-        return ctx->err;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t x = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        p[o++] = tab[x >> 18];
-        p[o++] = tab[(x >> 12) & 63];
-        p[o++] = tab[(x >> 6) & 63];
-        p[o++] = tab[x & 63];
-    }
-    if (i < n) {
-        uint32_t x = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-        p[o++] = tab[x >> 18];
-        p[o++] = tab[(x >> 12) & 63];
-        p[o++] = i + 1 < n ? tab[(x >> 6) & 63] : '=';
-        p[o++] = '=';
-    }
-    *out = sql__str(p, (uint32_t)o);
-    return 0;
-}
 
 static int name_is(const sql_value *v, const char *s) {
     size_t n = strlen(s);
@@ -188,7 +165,7 @@ static int fn_get_mqtt_property(sql_ctx *ctx, int argc, const sql_value *argv, s
         return 0;
     }
     if (name_is(k, "correlation_data"))
-        return p->correlation_data ? base64(ctx, p->correlation_data, p->correlation_len, out)
+        return p->correlation_data ? sql__base64_encode(ctx, p->correlation_data, p->correlation_len, out)
                                    : 0;
     if (name_is(k, "message_expiry") && p->message_expiry >= 0)
         *out = sql__int(p->message_expiry);

@@ -231,8 +231,6 @@ static int fn_transform(sql_ctx *ctx, int argc, const sql_value *argv, sql_value
 
 /* {====== encode, decode */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /* encode(v, 'base64'): v's String conversion, or with `*` the raw payload bytes (BIN). */
 static int fn_encode(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {
     const char *s;
@@ -246,29 +244,7 @@ static int fn_encode(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *o
     } else if (strarg(ctx, &argv[0], &s, &n) < 0) {
         return 0;
     }
-    size_t on = (n + 2) / 3 * 4;
-    char *p = sql__alloc(ctx, on + 1);
-    if (!p)
-        return ctx->err;
-    const unsigned char *u = (const unsigned char *)s;
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t x = (uint32_t)u[i] << 16 | (uint32_t)u[i + 1] << 8 | u[i + 2];
-        p[o++] = b64[x >> 18];
-        p[o++] = b64[(x >> 12) & 63];
-        p[o++] = b64[(x >> 6) & 63];
-        p[o++] = b64[x & 63];
-    }
-    if (i < n) {
-        uint32_t x = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0);
-        p[o++] = b64[x >> 18];
-        p[o++] = b64[(x >> 12) & 63];
-        p[o++] = i + 1 < n ? b64[(x >> 6) & 63] : '=';
-        p[o++] = '=';
-    }
-    *out = sql__str(p, (uint32_t)o);
-    out->f = SQL_F_JSAFE;
-    return 0;
+    return sql__base64_encode(ctx, s, n, out);
 }
 
 static int b64val(unsigned char c) {

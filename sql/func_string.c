@@ -81,30 +81,6 @@ static int setstr(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
     return 0;
 }
 
-/* Appends code point cp as UTF-8 to p; returns the byte count (1..4). */
-static size_t utf8_put(char *p, uint32_t cp) {
-    if (cp < 0x80) {
-        p[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        p[0] = (char)(0xC0 | (cp >> 6));
-        p[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        p[0] = (char)(0xE0 | (cp >> 12));
-        p[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        p[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    p[0] = (char)(0xF0 | (cp >> 18));
-    p[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    p[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    p[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* }====== */
 
 /* {====== chr, length, numbytes, indexof, startswith, endswith */
@@ -124,7 +100,7 @@ static int fn_chr(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out)
     char *p = sql__alloc(ctx, 4);
     if (!p)
         return ctx->err;
-    return setstr(ctx, p, utf8_put(p, (uint32_t)cp), out);
+    return setstr(ctx, p, sql__utf8_put(p, (uint32_t)cp), out);
 }
 
 static int fn_length(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {
@@ -250,7 +226,7 @@ static int recase(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out,
         }
         if ((c & 0xE0) == 0xC0 && i + 1 < n && iscont((unsigned char)s[i + 1])) {
             uint32_t cp = ((uint32_t)(c & 0x1F) << 6) | ((unsigned char)s[i + 1] & 0x3F);
-            utf8_put(p + i, case2(cp, up));
+            sql__utf8_put(p + i, case2(cp, up));
             i += 2;
             continue;
         }

@@ -48,51 +48,6 @@ static int stack_push(jr *r, const void *item, size_t size) {
 
 /* {====== strings */
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int hex4(const char *p, uint32_t *out) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + (uint32_t)h;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Decodes the escaped string body s[0..n) into the arena. */
 static int unescape(jr *r, const char *s, size_t n, const char **out, uint32_t *outn) {
     char *o = sql__alloc(r->ctx, n + 1);
@@ -115,12 +70,12 @@ static int unescape(jr *r, const char *s, size_t n, const char **out, uint32_t *
         case 't': o[k++] = '\t'; break;
         case 'u': {
             uint32_t cp, lo;
-            if (i + 4 > n || hex4(s + i, &cp))
+            if (sql__hex4(s + i, s + n, &cp))
                 return NOT_JSON;
             i += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' && !hex4(s + i + 2, &lo) &&
-                    lo >= 0xDC00 && lo <= 0xDFFF) {
+                if (i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' &&
+                    !sql__hex4(s + i + 2, s + n, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     i += 6;
                 } else {
@@ -129,7 +84,7 @@ static int unescape(jr *r, const char *s, size_t n, const char **out, uint32_t *
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 cp = 0xFFFD;
             }
-            k += utf8(o + k, cp);
+            k += sql__utf8_put(o + k, cp);
             break;
         }
         default:

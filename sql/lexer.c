@@ -159,53 +159,6 @@ sql_token sql__lex_next(sql_lexer *lx) {
     }
 }
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static size_t put_utf8(char *o, uint32_t cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-static int hex4(const char *p, const char *end, uint32_t *out) {
-    if (end - p < 4)
-        return -1;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval((unsigned char)p[i]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + (uint32_t)h;
-    }
-    *out = v;
-    return 0;
-}
-
 int sql__lex_string(sql_arena *a, const char *src, const sql_token *t, const char **s,
                     size_t *n) {
     const char *p = src + t->off + 1, *end = src + t->off + t->len - 1;
@@ -237,13 +190,13 @@ int sql__lex_string(sql_arena *a, const char *src, const sql_token *t, const cha
         case '/': case '\\': case '\'': case '"': o[k++] = c; break;
         case 'u': {
             uint32_t cp;
-            if (hex4(p, end, &cp))
+            if (sql__hex4(p, end, &cp))
                 return SQL_E_SYNTAX;
             p += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 uint32_t lo;
-                if (end - p >= 6 && p[0] == '\\' && p[1] == 'u' && !hex4(p + 2, end, &lo) &&
-                    lo >= 0xDC00 && lo <= 0xDFFF) {
+                if (end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+                    !sql__hex4(p + 2, end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     p += 6;
                 } else {
@@ -252,7 +205,7 @@ int sql__lex_string(sql_arena *a, const char *src, const sql_token *t, const cha
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 cp = 0xFFFD;
             }
-            k += put_utf8(o + k, cp);
+            k += sql__utf8_put(o + k, cp);
             break;
         }
         default: return SQL_E_SYNTAX;

@@ -416,6 +416,17 @@ int sql__parse_template(sql_ctx *cctx, const char *text, size_t n, sql_tpl_ast *
 
 /* }====== */
 
+/* {====== text helpers (text.c) */
+
+/* Writes code point cp as UTF-8 (1..4 bytes) at o; returns the byte count. */
+size_t sql__utf8_put(char *o, uint32_t cp);
+/* Reads four hex digits at p (not past end) into *out; 0 or -1. */
+int sql__hex4(const char *p, const char *end, uint32_t *out);
+/* *out = the base64 text of data[0..n) (a JSON-safe String in the arena). 0 or an error. */
+int sql__base64_encode(sql_ctx *ctx, const void *data, size_t n, sql_value *out);
+
+/* }====== */
+
 /* {====== builtins (func_*.c, registered in func.c) */
 
 typedef int (*sql_fn)(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out);

@@ -30,6 +30,10 @@ const sql_opinfo sql__opinfo[SQL_OP_COUNT_] = {
 #undef OP
 };
 _Static_assert(SQL_OP_COUNT_ == 37, "opcodes.def changed: update the disassembler if needed");
+/* ADD..OR follow the order of SQL_BIN_*, so an operator's opcode is SQL_OP_ADD + its SQL_BIN_. */
+_Static_assert(SQL_OP_OR - SQL_OP_ADD == SQL_BIN_OR && SQL_OP_GE - SQL_OP_ADD == SQL_BIN_GE &&
+                   SQL_OP_EQ - SQL_OP_ADD == SQL_BIN_EQ && SQL_OP_MOD - SQL_OP_ADD == SQL_BIN_MOD,
+               "opcodes.def and SQL_BIN_* disagree");
 
 /* Makes sure the payload has been scanned for the program's paths. */
 static int scan(sql_exec *x, const sql_program *p) {
@@ -169,7 +173,9 @@ static inline int fastcmp(int op, const sql_value *a, const sql_value *b, sql_va
 }
 
 #if defined(SQL_VM_COMPUTED_GOTO)
-#define VM_DISPATCH goto *jump[(i = pc++)->op];
+#define VM_DISPATCH                                                                        \
+    i = pc++;                                                                              \
+    goto *(i->op < SQL_OP_COUNT_ ? jump[i->op] : &&L_default);
 #define VM_CASE(name) L_##name:
 #define VM_NEXT VM_DISPATCH
 #define VM_DEFAULT L_default:
@@ -245,82 +251,42 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
         r[i->a] = index_of(ctx, &r[i->b], &r[i->c]);
         VM_NEXT;
     }
-    /* Opcode: ADD..MOD a b c -- arithmetic by AWS's operator tables (ops.c). */
+    /* Opcode: ADD a b c -- r[b] + r[c]; two small Ints add inline, the rest by ops.c. */
     VM_CASE(ADD) {
-        if (r[i->b].t == SQL_T_INT && r[i->c].t == SQL_T_INT && !((r[i->b].f | r[i->c].f) & SQL_F_BIG)) {
-            int64_t s;
-            if (!__builtin_add_overflow(r[i->b].u.i, r[i->c].u.i, &s)) {
-                r[i->a] = sql__int(s);
-                VM_NEXT;
-            }
+        int64_t sum;
+        if (r[i->b].t == SQL_T_INT && r[i->c].t == SQL_T_INT &&
+            !((r[i->b].f | r[i->c].f) & SQL_F_BIG) &&
+            !__builtin_add_overflow(r[i->b].u.i, r[i->c].u.i, &sum)) {
+            r[i->a] = sql__int(sum);
+            VM_NEXT;
         }
         r[i->a] = sql__op_binary(ctx, SQL_BIN_ADD, &r[i->b], &r[i->c]);
         if (ctx->err)
             goto vm_ctx_error;
         VM_NEXT;
     }
-    VM_CASE(SUB) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_SUB, &r[i->b], &r[i->c]);
-        if (ctx->err)
-            goto vm_ctx_error;
-        VM_NEXT;
-    }
-    VM_CASE(MUL) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_MUL, &r[i->b], &r[i->c]);
-        if (ctx->err)
-            goto vm_ctx_error;
-        VM_NEXT;
-    }
-    VM_CASE(DIV) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_DIV, &r[i->b], &r[i->c]);
-        if (ctx->err)
-            goto vm_ctx_error;
-        VM_NEXT;
-    }
-    VM_CASE(MOD) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_MOD, &r[i->b], &r[i->c]);
+    /* Opcode: SUB..MOD, AND, OR a b c -- AWS's operator tables (ops.c); AND/OR do not
+     * short-circuit, as the tables say. */
+    VM_CASE(SUB)
+    VM_CASE(MUL)
+    VM_CASE(DIV)
+    VM_CASE(MOD)
+    VM_CASE(AND)
+    VM_CASE(OR) {
+        r[i->a] = sql__op_binary(ctx, i->op - SQL_OP_ADD, &r[i->b], &r[i->c]);
         if (ctx->err)
             goto vm_ctx_error;
         VM_NEXT;
     }
     /* Opcode: EQ..GE a b c -- comparisons; numbers of one shape take the inline path. */
-    VM_CASE(EQ) {
-        if (!fastcmp(SQL_OP_EQ, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_EQ, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    VM_CASE(NE) {
-        if (!fastcmp(SQL_OP_NE, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_NE, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    VM_CASE(LT) {
-        if (!fastcmp(SQL_OP_LT, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_LT, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    VM_CASE(LE) {
-        if (!fastcmp(SQL_OP_LE, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_LE, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    VM_CASE(GT) {
-        if (!fastcmp(SQL_OP_GT, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_GT, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
+    VM_CASE(EQ)
+    VM_CASE(NE)
+    VM_CASE(LT)
+    VM_CASE(LE)
+    VM_CASE(GT)
     VM_CASE(GE) {
-        if (!fastcmp(SQL_OP_GE, &r[i->b], &r[i->c], &r[i->a]))
-            r[i->a] = sql__op_binary(ctx, SQL_BIN_GE, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    /* Opcode: AND/OR a b c -- AWS's tables: no short-circuit, Undefined for non-booleans. */
-    VM_CASE(AND) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_AND, &r[i->b], &r[i->c]);
-        VM_NEXT;
-    }
-    VM_CASE(OR) {
-        r[i->a] = sql__op_binary(ctx, SQL_BIN_OR, &r[i->b], &r[i->c]);
+        if (!fastcmp(i->op, &r[i->b], &r[i->c], &r[i->a]))
+            r[i->a] = sql__op_binary(ctx, i->op - SQL_OP_ADD, &r[i->b], &r[i->c]);
         VM_NEXT;
     }
     VM_CASE(NOT) {
