@@ -216,7 +216,8 @@ typedef struct eng_snapshot {
 typedef struct eng_registry eng_registry;
 
 /* Called (on the admin thread, registry lock held) after each published change with the
- * deduplicated FROM filters of the enabled rules, so the MQTT source can resubscribe. */
+ * deduplicated FROM filters of the enabled rules, so the MQTT source can resubscribe;
+ * eng_registry_on_filters() also calls it once at once with the current rules. */
 typedef void (*eng_filters_fn)(void *ud, const char *const *filters, size_t n);
 
 eng_registry *eng_registry_new(int nworkers, const eng_config *cfg, eng_env *env);
@@ -242,6 +243,9 @@ int eng_registry_load(eng_registry *reg, eng_error *e);
  * acquire or release. Lock-free. Thread: worker w. */
 const eng_snapshot *eng_registry_acquire(eng_registry *reg, int w);
 void eng_registry_release(eng_registry *reg, int w);
+/* Frees retired snapshots no worker holds any more (also done by every admin change).
+ * Thread: any. */
+void eng_registry_reclaim(eng_registry *reg);
 
 /* The store: <data_dir>/rules.json, written atomically (temp file, fsync, rename, fsync of the
  * directory). Thread: admin. */

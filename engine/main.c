@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "engine_int.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0-dev"
@@ -33,9 +34,7 @@ int main(int argc, char **argv) {
         printf("sluice %s\n", SLUICE_VERSION);
         return 0;
     }
-    if (!strcmp(cmd, "serve")) {
-        fputs("sluice serve: not available in this build yet\n", stderr);
-        return CLI_USAGE;
-    }
+    if (!strcmp(cmd, "serve"))
+        return eng_serve_main(argc, argv);
     return usage();
 }

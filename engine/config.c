@@ -1,0 +1,211 @@
+/*
+ * config.c -- the service configuration: DESIGN.md's defaults, a JSON file, then the
+ * environment, each overriding the one before. Unknown keys in the file are an error, so a
+ * typo never silently leaves a default in place.
+ */
+#include "engine_int.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void eng_config_defaults(eng_config *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->mqtt_url, sizeof c->mqtt_url, "mqtt://127.0.0.1:1883");
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    snprintf(c->mqtt_client_id, sizeof c->mqtt_client_id, "sluice-%.40s-%d", host, (int)getpid());
+    c->mqtt_version = 5;
+    c->mqtt_keepalive = 30;
+    snprintf(c->http_addr, sizeof c->http_addr, "127.0.0.1:8088");
+    snprintf(c->data_dir, sizeof c->data_dir, "./data");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = n > 0 ? (int)n : 1;
+    c->queue_depth = 4096;
+    c->log_level = ENG_LOG_INFO;
+    c->republish_max_hops = 8;
+    snprintf(c->account_id, sizeof c->account_id, "000000000000");
+    snprintf(c->region, sizeof c->region, "local");
+}
+
+static int set_str(char *dst, size_t cap, const cJSON *v, const char *key, char *err,
+                   size_t ecap) {
+    if (!cJSON_IsString(v)) {
+        snprintf(err, ecap, "config: \"%s\" must be a string", key);
+        return -1;
+    }
+    if (strlen(v->valuestring) >= cap) {
+        snprintf(err, ecap, "config: \"%s\" is too long", key);
+        return -1;
+    }
+    snprintf(dst, cap, "%s", v->valuestring);
+    return 0;
+}
+
+static int set_int(int *dst, const cJSON *v, const char *key, int min, int max, char *err,
+                   size_t ecap) {
+    if (!cJSON_IsNumber(v) || v->valuedouble < min || v->valuedouble > max ||
+        v->valuedouble != (int)v->valuedouble) {
+        snprintf(err, ecap, "config: \"%s\" must be an integer from %d to %d", key, min, max);
+        return -1;
+    }
+    *dst = (int)v->valuedouble;
+    return 0;
+}
+
+static int mqtt_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "url"))
+            rc = set_str(c->mqtt_url, sizeof c->mqtt_url, v, "mqtt.url", err, cap);
+        else if (!strcmp(k, "clientId"))
+            rc = set_str(c->mqtt_client_id, sizeof c->mqtt_client_id, v, k, err, cap);
+        else if (!strcmp(k, "username"))
+            rc = set_str(c->mqtt_username, sizeof c->mqtt_username, v, k, err, cap);
+        else if (!strcmp(k, "password"))
+            rc = set_str(c->mqtt_password, sizeof c->mqtt_password, v, k, err, cap);
+        else if (!strcmp(k, "caFile"))
+            rc = set_str(c->mqtt_ca_file, sizeof c->mqtt_ca_file, v, k, err, cap);
+        else if (!strcmp(k, "certFile"))
+            rc = set_str(c->mqtt_cert_file, sizeof c->mqtt_cert_file, v, k, err, cap);
+        else if (!strcmp(k, "keyFile"))
+            rc = set_str(c->mqtt_key_file, sizeof c->mqtt_key_file, v, k, err, cap);
+        else if (!strcmp(k, "sharedGroup"))
+            rc = set_str(c->mqtt_shared_group, sizeof c->mqtt_shared_group, v, k, err, cap);
+        else if (!strcmp(k, "version"))
+            rc = set_int(&c->mqtt_version, v, k, 3, 5, err, cap);
+        else if (!strcmp(k, "keepalive"))
+            rc = set_int(&c->mqtt_keepalive, v, k, 5, 3600, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"mqtt.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (c->mqtt_version == 4 || c->mqtt_version == 3)
+        c->mqtt_version = 311;
+    return 0;
+}
+
+int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, cap, "config: cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    if (!root || !cJSON_IsObject(root)) {
+        snprintf(err, cap, "config: %s is not a JSON object", path);
+        cJSON_Delete(root);
+        return -1;
+    }
+    int rc = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, root) {
+        const char *k = v->string;
+        if (!strcmp(k, "mqtt") && cJSON_IsObject(v))
+            rc = mqtt_section(c, v, err, cap);
+        else if (!strcmp(k, "http") && cJSON_IsObject(v)) {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(v, "addr");
+            rc = a ? set_str(c->http_addr, sizeof c->http_addr, a, "http.addr", err, cap) : 0;
+        } else if (!strcmp(k, "dataDir"))
+            rc = set_str(c->data_dir, sizeof c->data_dir, v, k, err, cap);
+        else if (!strcmp(k, "workers"))
+            rc = set_int(&c->workers, v, k, 1, 256, err, cap);
+        else if (!strcmp(k, "queueDepth"))
+            rc = set_int(&c->queue_depth, v, k, 1, 1 << 20, err, cap);
+        else if (!strcmp(k, "adminToken"))
+            rc = set_str(c->admin_token, sizeof c->admin_token, v, k, err, cap);
+        else if (!strcmp(k, "logLevel")) {
+            int l = cJSON_IsString(v) ? eng_log_level_parse(v->valuestring) : -1;
+            if (l < 0) {
+                snprintf(err, cap, "config: logLevel must be debug, info, warn or error");
+                rc = -1;
+            } else {
+                c->log_level = l;
+            }
+        } else if (!strcmp(k, "republishMaxHops"))
+            rc = set_int(&c->republish_max_hops, v, k, 1, 1000, err, cap);
+        else if (!strcmp(k, "accountId"))
+            rc = set_str(c->account_id, sizeof c->account_id, v, k, err, cap);
+        else if (!strcmp(k, "region"))
+            rc = set_str(c->region, sizeof c->region, v, k, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"%s\"", k);
+            rc = -1;
+        }
+        if (rc)
+            break;
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int env_str(const char *name, char *dst, size_t cap, char *err, size_t ecap) {
+    const char *v = getenv(name);
+    if (!v)
+        return 0;
+    if (strlen(v) >= cap) {
+        snprintf(err, ecap, "%s is too long", name);
+        return -1;
+    }
+    snprintf(dst, cap, "%s", v);
+    return 0;
+}
+
+int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
+    if (env_str("SLUICE_MQTT_URL", c->mqtt_url, sizeof c->mqtt_url, err, cap) ||
+        env_str("SLUICE_HTTP_ADDR", c->http_addr, sizeof c->http_addr, err, cap) ||
+        env_str("SLUICE_DATA_DIR", c->data_dir, sizeof c->data_dir, err, cap) ||
+        env_str("SLUICE_ADMIN_TOKEN", c->admin_token, sizeof c->admin_token, err, cap) ||
+        env_str("SLUICE_MQTT_USERNAME", c->mqtt_username, sizeof c->mqtt_username, err, cap) ||
+        env_str("SLUICE_MQTT_PASSWORD", c->mqtt_password, sizeof c->mqtt_password, err, cap) ||
+        env_str("SLUICE_MQTT_CLIENT_ID", c->mqtt_client_id, sizeof c->mqtt_client_id, err, cap) ||
+        env_str("SLUICE_MQTT_SHARED_GROUP", c->mqtt_shared_group, sizeof c->mqtt_shared_group,
+                err, cap) ||
+        env_str("SLUICE_MQTT_CA_FILE", c->mqtt_ca_file, sizeof c->mqtt_ca_file, err, cap) ||
+        env_str("SLUICE_MQTT_CERT_FILE", c->mqtt_cert_file, sizeof c->mqtt_cert_file, err, cap) ||
+        env_str("SLUICE_MQTT_KEY_FILE", c->mqtt_key_file, sizeof c->mqtt_key_file, err, cap))
+        return -1;
+    const char *w = getenv("SLUICE_WORKERS");
+    if (w) {
+        char *end;
+        long n = strtol(w, &end, 10);
+        if (*end || n < 1 || n > 256) {
+            snprintf(err, cap, "SLUICE_WORKERS must be an integer from 1 to 256");
+            return -1;
+        }
+        c->workers = (int)n;
+    }
+    const char *l = getenv("SLUICE_LOG_LEVEL");
+    if (l) {
+        int lv = eng_log_level_parse(l);
+        if (lv < 0) {
+            snprintf(err, cap, "SLUICE_LOG_LEVEL must be debug, info, warn or error");
+            return -1;
+        }
+        c->log_level = lv;
+    }
+    const char *v = getenv("SLUICE_MQTT_VERSION");
+    if (v) {
+        if (!strcmp(v, "5"))
+            c->mqtt_version = 5;
+        else if (!strcmp(v, "3.1.1") || !strcmp(v, "311") || !strcmp(v, "4"))
+            c->mqtt_version = 311;
+        else {
+            snprintf(err, cap, "SLUICE_MQTT_VERSION must be 5 or 3.1.1");
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,386 @@
+/*
+ * worker.c -- the evaluator pool: N threads, one bounded queue each.
+ *
+ * A message goes to worker hash(topic) mod N, so messages on one topic are evaluated and
+ * delivered in the order they arrived. When that queue is full the submitter waits: the MQTT
+ * input loop blocks inside its message callback, which stops it reading from the socket, so
+ * back-pressure reaches the broker instead of memory growing or messages being dropped.
+ *
+ * Per message, a worker takes the registry's current snapshot (lock-free), matches the topic
+ * in the snapshot's index, runs each matching rule with its own sql_exec, and hands the output
+ * of each fired rule to the rule's actions with their substitution templates. An action that
+ * fails after its retries sends AWS's error document to the rule's error action.
+ */
+#include "engine_int.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../actions/action.h"
+
+typedef struct wqueue {
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty, nonfull;
+    eng_msg **ring; /* guarded by mu */
+    size_t cap, head, len;
+    int stop;
+} wqueue;
+
+struct eng_workers {
+    int n;
+    wqueue *q;
+    pthread_t *th;
+    eng_registry *reg;
+    eng_env *env;
+    const eng_config *cfg;
+};
+
+typedef struct wctx {
+    eng_workers *ws;
+    int id;
+} wctx;
+
+static uint32_t hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms) {
+    wqueue *q = &ws->q[hash(m->topic, m->topic_len) % (uint32_t)ws->n];
+    struct timespec dl;
+    if (block_ms >= 0) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += block_ms / 1000;
+        dl.tv_nsec += (long)(block_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&q->mu);
+    while (q->len == q->cap && !q->stop) {
+        if (block_ms < 0)
+            pthread_cond_wait(&q->nonfull, &q->mu);
+        else if (pthread_cond_timedwait(&q->nonfull, &q->mu, &dl) != 0)
+            break;
+    }
+    if (q->len == q->cap || q->stop) {
+        pthread_mutex_unlock(&q->mu);
+        return -1;
+    }
+    int source = m->source; /* m belongs to the worker once it is queued */
+    q->ring[(q->head + q->len) % q->cap] = m;
+    q->len++;
+    pthread_cond_signal(&q->nonempty);
+    pthread_mutex_unlock(&q->mu);
+    atomic_fetch_add_explicit(&eng_metrics_global.messages_in[source], 1, memory_order_relaxed);
+    return 0;
+}
+
+/* {====== delivery */
+
+typedef struct fieldbuf {
+    char *p;
+    size_t len, cap;
+} fieldbuf;
+
+static int fb_put(fieldbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap * 2 : 1024;
+        while (c < b->len + n + 1)
+            c *= 2;
+        char *p = realloc(b->p, c);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len++] = '\0';
+    return 0;
+}
+
+/* Delivers through action a, with its templates substituted; retries ACT_RETRY a few times
+ * with a short backoff (the worker keeps per-topic order). */
+static act_result deliver(sql_exec *x, const eng_rule *r, const eng_action *a, const eng_msg *m,
+                          const char *payload, size_t plen, fieldbuf *fb, char *err,
+                          size_t errcap) {
+    const char *fields[16];
+    size_t lens[16], offs[16];
+    fb->len = 0;
+    for (uint32_t k = 0; k < a->ntpl && k < 16; k++) {
+        sql_output o;
+        if (sql_exec_template(x, a->tpl_base + k, &o) != SQL_OK) {
+            snprintf(err, errcap, "substitution failed: %s", sql_exec_errmsg(x));
+            return ACT_FAIL;
+        }
+        offs[k] = fb->len;
+        lens[k] = o.len;
+        if (fb_put(fb, o.data, o.len)) {
+            snprintf(err, errcap, "out of memory");
+            return ACT_FAIL;
+        }
+    }
+    for (uint32_t k = 0; k < a->ntpl && k < 16; k++)
+        fields[k] = fb->p + offs[k];
+    act_msg am = {r->name, payload, plen, fields, lens, m};
+    act_result res = ACT_FAIL;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        res = a->vt->deliver(a->inst, &am, err, errcap);
+        if (res != ACT_RETRY)
+            break;
+        struct timespec ts = {0, (long)(10000000L << attempt)}; /* 10, 20, 40 ms */
+        nanosleep(&ts, NULL);
+    }
+    return res;
+}
+
+/* AWS's error-action document for a failed action. */
+static char *error_document(const eng_rule *r, const eng_msg *m, const eng_action *a,
+                            const char *errmsg) {
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "ruleName", r->name);
+    cJSON_AddStringToObject(d, "topic", m->topic);
+    char trace[40];
+    snprintf(trace, sizeof trace, "%016llx-%08x", (unsigned long long)m->received_ms,
+             hash(m->topic, m->topic_len));
+    cJSON_AddStringToObject(d, "cloudwatchTraceId", trace);
+    cJSON_AddStringToObject(d, "clientId", m->clientid ? m->clientid : "n/a");
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = m->payload_len;
+    char *b64 = malloc((n + 2) / 3 * 4 + 1);
+    if (b64) {
+        const unsigned char *s = m->payload;
+        size_t o = 0, i = 0;
+        for (; i + 2 < n; i += 3) {
+            uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+            b64[o++] = tab[v >> 18];
+            b64[o++] = tab[(v >> 12) & 63];
+            b64[o++] = tab[(v >> 6) & 63];
+            b64[o++] = tab[v & 63];
+        }
+        if (i < n) {
+            uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+            b64[o++] = tab[v >> 18];
+            b64[o++] = tab[(v >> 12) & 63];
+            b64[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+            b64[o++] = '=';
+        }
+        b64[o] = '\0';
+        cJSON_AddStringToObject(d, "base64OriginalPayload", b64);
+        free(b64);
+    }
+    cJSON *fails = cJSON_AddArrayToObject(d, "failures");
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "failedAction", a->vt->aws_name);
+    cJSON_AddStringToObject(f, "failedResource", a->vt->name);
+    cJSON_AddStringToObject(f, "errorMessage", errmsg);
+    cJSON_AddItemToArray(fails, f);
+    char *s = cJSON_PrintUnformatted(d);
+    cJSON_Delete(d);
+    return s;
+}
+
+static void run_rule(sql_exec *x, eng_rule *r, const eng_msg *m, int matched, fieldbuf *fb) {
+    sql_message sm = {.topic = m->topic,
+                      .topic_len = m->topic_len,
+                      .payload = m->payload,
+                      .payload_len = m->payload_len,
+                      .clientid = m->clientid,
+                      .accountid = NULL,
+                      .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
+                      .rule_name = r->name,
+                      .props = &m->props};
+    atomic_fetch_add_explicit(&r->matched, 1, memory_order_relaxed);
+    uint64_t t0 = now_ns();
+    sql_output out;
+    int rc = matched ? sql_exec_run_matched(x, r->prog, &sm, &out)
+                     : sql_exec_run(x, r->prog, &sm, &out);
+    eng_metrics_observe_eval(now_ns() - t0);
+    if (rc == SQL_NOT_FIRED)
+        return;
+    if (rc != SQL_FIRED) {
+        atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+        eng_log(ENG_LOG_WARN, "rule.eval_error", "rule %s on topic %s: %s", r->name, m->topic,
+                sql_exec_errmsg(x));
+        return;
+    }
+    atomic_fetch_add_explicit(&r->fired, 1, memory_order_relaxed);
+    /* the output must survive template evaluation: copy it once */
+    char stackbuf[4096];
+    char *payload = out.len <= sizeof stackbuf ? stackbuf : malloc(out.len);
+    if (!payload)
+        return;
+    memcpy(payload, out.data, out.len);
+    size_t plen = out.len;
+    for (size_t i = 0; i < r->nactions; i++) {
+        char err[512] = "";
+        act_result res = deliver(x, r, &r->actions[i], m, payload, plen, fb, err, sizeof err);
+        if (res == ACT_OK) {
+            atomic_fetch_add_explicit(&r->action_ok, 1, memory_order_relaxed);
+            continue;
+        }
+        atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
+        eng_log(ENG_LOG_WARN, "action.failed", "rule %s, %s action, topic %s: %s", r->name,
+                r->actions[i].vt->name, m->topic, err);
+        if (!r->error_action.vt)
+            continue;
+        char *doc = error_document(r, m, &r->actions[i], err);
+        char err2[512] = "";
+        if (!doc || deliver(x, r, &r->error_action, m, doc, strlen(doc), fb, err2,
+                            sizeof err2) != ACT_OK)
+            eng_log(ENG_LOG_ERROR, "error_action.failed", "rule %s: error action failed: %s",
+                    r->name, doc ? err2 : "out of memory");
+        free(doc);
+    }
+    if (payload != stackbuf)
+        free(payload);
+}
+
+static void process(wctx *w, sql_exec *x, const eng_msg *m, fieldbuf *fb) {
+    eng_registry *reg = w->ws->reg;
+    const eng_snapshot *s = eng_registry_acquire(reg, w->id);
+    static const char ingest[] = "$aws/rules/";
+    if (m->topic_len > sizeof ingest - 1 && !memcmp(m->topic, ingest, sizeof ingest - 1)) {
+        /* Basic Ingest: the rule named in the topic, whatever its FROM */
+        const char *name = m->topic + sizeof ingest - 1;
+        size_t nl = strcspn(name, "/");
+        for (uint32_t i = 0; i < s->nrules; i++)
+            if (strlen(s->rules[i]->name) == nl && !memcmp(s->rules[i]->name, name, nl))
+                run_rule(x, s->rules[i], m, 0, fb);
+    } else {
+        uint32_t small[64], *ids = small;
+        size_t n = eng_topic_index_match(s->index, m->topic, m->topic_len, ids, 64);
+        if (n > 64) {
+            ids = malloc(n * sizeof *ids);
+            if (ids)
+                n = eng_topic_index_match(s->index, m->topic, m->topic_len, ids, n);
+            else
+                n = 0;
+        }
+        for (size_t i = 0; i < n; i++)
+            run_rule(x, s->rules[ids[i]], m, 1, fb);
+        if (ids != small)
+            free(ids);
+    }
+    eng_registry_release(reg, w->id);
+}
+
+/* }====== */
+
+static void *worker_main(void *arg) {
+    wctx *w = arg;
+    wqueue *q = &w->ws->q[w->id];
+    sql_exec *x = sql_exec_new();
+    fieldbuf fb = {0};
+    for (;;) {
+        pthread_mutex_lock(&q->mu);
+        while (q->len == 0 && !q->stop)
+            pthread_cond_wait(&q->nonempty, &q->mu);
+        if (q->len == 0) { /* stopped and drained */
+            pthread_mutex_unlock(&q->mu);
+            break;
+        }
+        eng_msg *m = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        pthread_cond_signal(&q->nonfull);
+        pthread_mutex_unlock(&q->mu);
+        if (x)
+            process(w, x, m, &fb);
+        eng_msg_free(m);
+    }
+    free(fb.p);
+    sql_exec_free(x);
+    free(w);
+    return NULL;
+}
+
+eng_workers *eng_workers_new(const eng_config *cfg, eng_registry *reg, eng_env *env) {
+    eng_workers *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    ws->n = cfg->workers;
+    ws->reg = reg;
+    ws->env = env;
+    ws->cfg = cfg;
+    ws->q = calloc((size_t)ws->n, sizeof *ws->q);
+    ws->th = calloc((size_t)ws->n, sizeof *ws->th);
+    if (!ws->q || !ws->th)
+        goto fail;
+    for (int i = 0; i < ws->n; i++) {
+        wqueue *q = &ws->q[i];
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_cond_init(&q->nonempty, NULL);
+        pthread_cond_init(&q->nonfull, NULL);
+        q->cap = (size_t)cfg->queue_depth;
+        q->ring = calloc(q->cap, sizeof *q->ring);
+        if (!q->ring)
+            goto fail;
+    }
+    for (int i = 0; i < ws->n; i++) {
+        wctx *w = malloc(sizeof *w);
+        if (!w)
+            goto fail;
+        w->ws = ws;
+        w->id = i;
+        if (pthread_create(&ws->th[i], NULL, worker_main, w) != 0) {
+            free(w);
+            goto fail;
+        }
+    }
+    return ws;
+fail:
+    eng_log(ENG_LOG_ERROR, "workers.start", "cannot start %d workers", ws->n);
+    return NULL;
+}
+
+size_t eng_workers_depth(eng_workers *ws, int w) {
+    pthread_mutex_lock(&ws->q[w].mu);
+    size_t n = ws->q[w].len;
+    pthread_mutex_unlock(&ws->q[w].mu);
+    return n;
+}
+
+int eng_workers_count(const eng_workers *ws) { return ws->n; }
+
+void eng_workers_stop(eng_workers *ws) {
+    for (int i = 0; i < ws->n; i++) {
+        pthread_mutex_lock(&ws->q[i].mu);
+        ws->q[i].stop = 1;
+        pthread_cond_broadcast(&ws->q[i].nonempty);
+        pthread_cond_broadcast(&ws->q[i].nonfull);
+        pthread_mutex_unlock(&ws->q[i].mu);
+    }
+    for (int i = 0; i < ws->n; i++)
+        pthread_join(ws->th[i], NULL);
+}
+
+void eng_workers_free(eng_workers *ws) {
+    if (!ws)
+        return;
+    for (int i = 0; i < ws->n; i++) {
+        wqueue *q = &ws->q[i];
+        for (size_t k = 0; k < q->len; k++)
+            eng_msg_free(q->ring[(q->head + k) % q->cap]);
+        free(q->ring);
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->nonempty);
+        pthread_cond_destroy(&q->nonfull);
+    }
+    free(ws->q);
+    free(ws->th);
+    free(ws);
+}
