@@ -3,9 +3,9 @@
 
 # Everything sluice needs to build, test and run, from Debian 12's repositories.
 SLUICE_BUILD_PKGS="build-essential cmake ninja-build pkg-config python3 libpcre2-dev libssl-dev
-  libcjson-dev tzdata ca-certificates"
-SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev libmosquitto-dev"
-SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl"
+  libcjson-dev libmosquitto-dev libmicrohttpd-dev tzdata ca-certificates"
+SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl awscli"
+SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev python3-boto3 $SLUICE_RUN_PKGS"
 
 log() { printf '\n== %s\n' "$*"; }
 
@@ -25,3 +25,10 @@ install_missing() {
 }
 
 nproc_or_2() { nproc 2>/dev/null || echo 2; }
+
+# 0 when something accepts TCP connections on host:port.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# host and port of an mqtt:// URL.
+mqtt_host() { local u="${1#*://}"; u="${u%%/*}"; echo "${u%%:*}"; }
+mqtt_port() { local u="${1#*://}"; u="${u%%/*}"; [[ "$u" == *:* ]] && echo "${u##*:}" || echo 1883; }

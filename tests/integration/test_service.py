@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""`sluice serve` against a real Mosquitto, driven by the real AWS CLI, boto3, curl-like HTTP
+and the mosquitto clients. Every server listens on 127.0.0.1 on a free port and is stopped by
+the test. usage: test_service.py /path/to/sluice"""
+import json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time, unittest
+import urllib.error, urllib.request
+
+SLUICE = os.path.abspath(sys.argv.pop(1)) if len(sys.argv) > 1 else "build/engine/sluice"
+AWS_ENV = dict(os.environ, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local",
+               AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
+               ASAN_OPTIONS="detect_leaks=1:halt_on_error=1")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Broker:
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp()
+        conf = os.path.join(self.dir, "m.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    "max_queued_messages 100000\n")
+        self.p = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        assert wait_port(self.port), "mosquitto did not start"
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Sluice:
+    def __init__(self, broker_port, data_dir, token=None, workers=2):
+        self.http = free_port()
+        self.url = f"http://127.0.0.1:{self.http}"
+        env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{broker_port}",
+                   SLUICE_HTTP_ADDR=f"127.0.0.1:{self.http}", SLUICE_DATA_DIR=data_dir,
+                   SLUICE_WORKERS=str(workers), SLUICE_LOG_LEVEL="warn")
+        if token:
+            env["SLUICE_ADMIN_TOKEN"] = token
+        self.log = tempfile.NamedTemporaryFile(delete=False)
+        self.p = subprocess.Popen([SLUICE, "serve"], env=env, stdout=self.log,
+                                  stderr=subprocess.STDOUT)
+        if not wait_port(self.http):
+            raise AssertionError("sluice did not start: " + self.logs())
+        self.wait_ready()
+
+    def wait_ready(self, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                urllib.request.urlopen(self.url + "/readyz", timeout=1)
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise AssertionError("sluice not ready: " + self.logs())
+
+    def logs(self):
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")[-3000:]
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            rc = self.p.wait(30)
+        else:
+            rc = self.p.returncode
+        return rc
+
+
+def http(method, url, body=None, headers=None):
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+class Sub:
+    """mosquitto_sub collecting 'topic payload' lines in a thread."""
+
+    def __init__(self, port, topic, qos=1):
+        self.lines = []
+        self.p = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-t", topic, "-v", "-q",
+                                   str(qos)], stdout=subprocess.PIPE, text=True)
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        time.sleep(0.3)
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait(self, n, timeout=15):
+        end = time.time() + timeout
+        while len(self.lines) < n and time.time() < end:
+            time.sleep(0.02)
+        return self.lines
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(5)
+        self.t.join(5)
+        self.p.stdout.close()
+
+
+def pub(port, topic, payload, qos=1):
+    subprocess.run(["mosquitto_pub", "-p", str(port), "-t", topic, "-m", payload, "-q", str(qos)],
+                   check=True)
+
+
+def aws(url, *args):
+    return subprocess.run(["aws", "--endpoint-url", url, *args], env=AWS_ENV,
+                          capture_output=True, text=True, timeout=60)
+
+
+SEED = ("SELECT temperature, humidity, deviceId FROM 'sensors/+/telemetry' "
+        "WHERE temperature > 50.0")
+
+
+class Service(unittest.TestCase):
+    def setUp(self):
+        self.broker = Broker()
+        self.data = tempfile.mkdtemp()
+        self.s = Sluice(self.broker.port, self.data)
+
+    def tearDown(self):
+        rc = self.s.stop()
+        self.broker.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.assertEqual(rc, 0, self.s.logs())
+
+    def rule(self, name, sql, actions, version="2016-03-23", **extra):
+        payload = dict(sql=sql, actions=actions, awsIotSqlVersion=version, **extra)
+        return http("POST", f"{self.s.url}/rules/{name}", json.dumps(payload))
+
+    def test_tour_with_the_aws_cli(self):
+        payload = json.dumps({"sql": SEED, "awsIotSqlVersion": "2016-03-23",
+                              "actions": [{"republish": {
+                                  "topic": "alerts/${deviceId}", "qos": 1,
+                                  "roleArn": "arn:aws:iam::123456789012:role/unused"}}]})
+        r = aws(self.s.url, "iot", "create-topic-rule", "--rule-name", "hot",
+                "--topic-rule-payload", payload)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = aws(self.s.url, "iot", "get-topic-rule", "--rule-name", "hot")
+        self.assertEqual(json.loads(r.stdout)["rule"]["sql"], SEED)
+        sub = Sub(self.broker.port, "alerts/#")
+        pub(self.broker.port, "sensors/dev-7/telemetry",
+            '{"deviceId":"dev-7","temperature":72.5,"humidity":40}')
+        pub(self.broker.port, "sensors/dev-8/telemetry", '{"deviceId":"dev-8","temperature":20}')
+        r = aws(self.s.url, "iot-data", "publish", "--topic", "sensors/dev-9/telemetry",
+                "--payload", '{"deviceId":"dev-9","temperature":99}')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = sorted(sub.wait(2))
+        sub.stop()
+        self.assertEqual(lines, ['alerts/dev-7 {"temperature":72.5,"humidity":40,"deviceId":"dev-7"}',
+                                 'alerts/dev-9 {"temperature":99,"deviceId":"dev-9"}'])
+        r = aws(self.s.url, "iot", "create-topic-rule", "--rule-name", "bad",
+                "--topic-rule-payload", json.dumps({"sql": "SELECT a FORM 'x'", "actions": []}))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("SqlParseException", r.stderr)
+        self.assertIn("line 1, column 10", r.stderr)
+
+    def test_boto3_rule_lifecycle_and_error_types(self):
+        import boto3
+        iot = boto3.client("iot", endpoint_url=self.s.url, region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        p = {"sql": "SELECT * FROM 'a/b'", "actions": [], "awsIotSqlVersion": "2016-03-23"}
+        iot.create_topic_rule(ruleName="r1", topicRulePayload=p)
+        with self.assertRaises(iot.exceptions.ResourceAlreadyExistsException):
+            iot.create_topic_rule(ruleName="r1", topicRulePayload=p)
+        with self.assertRaises(iot.exceptions.ResourceNotFoundException):
+            iot.get_topic_rule(ruleName="nope")
+        with self.assertRaises(iot.exceptions.SqlParseException):
+            iot.create_topic_rule(ruleName="r2", topicRulePayload=dict(p, sql="SELECT"))
+        with self.assertRaises(iot.exceptions.InvalidRequestException):
+            iot.create_topic_rule(ruleName="r3", topicRulePayload=dict(
+                p, actions=[{"lambda": {"functionArn": "arn:x"}}]))
+        iot.replace_topic_rule(ruleName="r1", topicRulePayload=dict(p, sql="SELECT a FROM 'c/#'"))
+        self.assertEqual(iot.get_topic_rule(ruleName="r1")["rule"]["sql"], "SELECT a FROM 'c/#'")
+        iot.disable_topic_rule(ruleName="r1")
+        self.assertTrue(iot.get_topic_rule(ruleName="r1")["rule"]["ruleDisabled"])
+        iot.enable_topic_rule(ruleName="r1")
+        rules = iot.list_topic_rules()["rules"]
+        self.assertEqual([(r["ruleName"], r["topicPattern"], r["ruleDisabled"]) for r in rules],
+                         [("r1", "c/#", False)])
+        iot.delete_topic_rule(ruleName="r1")
+        self.assertEqual(iot.list_topic_rules()["rules"], [])
+        with self.assertRaises(iot.exceptions.ResourceNotFoundException):
+            iot.delete_topic_rule(ruleName="r1")
+
+    def test_rest_validation_and_shapes(self):
+        st, h, b = self.rule("x", "SELECT a\nFROM 't' WHERE (", [])
+        self.assertEqual(st, 400)
+        self.assertEqual(h.get("x-amzn-ErrorType"), "SqlParseException")
+        err = json.loads(b)
+        self.assertEqual((err["line"], err["column"]), (2, 17))
+        st, h, b = self.rule("bad-name", "SELECT * FROM 't'", [])
+        self.assertEqual((st, h.get("x-amzn-ErrorType")), (400, "InvalidRequestException"))
+        st, h, b = self.rule("many", "SELECT * FROM 't'", [{"republish": {"topic": "o"}}] * 11)
+        self.assertEqual(st, 400)
+        self.assertIn("at most 10", json.loads(b)["message"])
+        st, _, b = self.rule("loop", "SELECT * FROM 'a/#'", [{"republish": {"topic": "a/out"}}])
+        self.assertEqual(st, 400)
+        self.assertIn("trigger itself", json.loads(b)["message"])
+        st, _, _ = self.rule("aws", "SELECT get_dynamodb('t','k',1,'r') AS x FROM 't'", [])
+        self.assertEqual(st, 400)
+        st, h, _ = http("POST", f"{self.s.url}/rules/huge", "x" * (300 * 1024))
+        self.assertEqual(st, 413)
+        st, _, b = http("POST", f"{self.s.url}/topics/t", "x" * (129 * 1024))
+        self.assertEqual(st, 413)
+        st, _, b = http("GET", f"{self.s.url}/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn(b"sluice_messages_in_total", b)
+        self.assertEqual(http("GET", f"{self.s.url}/healthz")[0], 200)
+        self.assertEqual(http("GET", f"{self.s.url}/readyz")[0], 200)
+        # a rule with no awsIotSqlVersion runs as 2015-10-08, as AWS's API does
+        st, _, _ = http("POST", f"{self.s.url}/rules/v1", json.dumps(
+            {"sql": "SELECT 10.0 AS n FROM 'v/t'", "actions": []}))
+        self.assertEqual(st, 200)
+        rule = json.loads(http("GET", f"{self.s.url}/rules/v1")[2])["rule"]
+        self.assertEqual(rule["awsIotSqlVersion"], "2015-10-08")
+
+    def test_republish_templates_and_percent_encoded_publish(self):
+        st, _, b = self.rule("tpl", "SELECT *, topic(2) AS dev FROM 'sensors/+/data'", [
+            {"republish": {"topic": "out/${topic(2)}/${upper(kind)}", "qos": 1}}])
+        self.assertEqual(st, 200, b)
+        sub = Sub(self.broker.port, "out/#")
+        st, _, _ = http("POST", f"{self.s.url}/topics/sensors%2Fd1%2Fdata?qos=1",
+                        '{"kind":"temp","v":1}')
+        self.assertEqual(st, 200)
+        lines = sub.wait(1)
+        sub.stop()
+        self.assertEqual(lines, ['out/d1/TEMP {"kind":"temp","v":1,"dev":"d1"}'])
+
+    def test_rules_survive_a_restart_and_a_corrupt_store_stops_startup(self):
+        self.assertEqual(self.rule("keep", SEED, [{"republish": {"topic": "k/${deviceId}"}}])[0],
+                         200)
+        self.assertEqual(self.s.stop(), 0)
+        self.s = Sluice(self.broker.port, self.data)
+        rule = json.loads(http("GET", f"{self.s.url}/rules/keep")[2])["rule"]
+        self.assertEqual(rule["sql"], SEED)
+        sub = Sub(self.broker.port, "k/#")
+        pub(self.broker.port, "sensors/x/telemetry", '{"deviceId":"x","temperature":51}')
+        self.assertEqual(len(sub.wait(1)), 1)
+        sub.stop()
+        self.assertEqual(self.s.stop(), 0)
+        with open(os.path.join(self.data, "rules.json"), "w") as f:
+            f.write("{not json")
+        env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{self.broker.port}",
+                   SLUICE_HTTP_ADDR=f"127.0.0.1:{free_port()}", SLUICE_DATA_DIR=self.data)
+        r = subprocess.run([SLUICE, "serve"], env=env, capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("corrupt", r.stderr)
+        os.unlink(os.path.join(self.data, "rules.json"))
+        self.s = Sluice(self.broker.port, self.data)
+
+    def test_sigterm_drains_every_queued_message(self):
+        self.assertEqual(self.rule("drain", "SELECT seq FROM 'in/#'",
+                                   [{"republish": {"topic": "drained", "qos": 1}}])[0], 200)
+        sub = Sub(self.broker.port, "drained")
+        n = 2000
+        for i in range(n):
+            st, _, _ = http("POST", f"{self.s.url}/topics/in/x?qos=1", json.dumps({"seq": i}))
+            self.assertEqual(st, 200)
+        self.assertEqual(self.s.stop(), 0, self.s.logs())
+        lines = sub.wait(n, timeout=20)
+        sub.stop()
+        seqs = sorted(json.loads(l.split(" ", 1)[1])["seq"] for l in lines)
+        self.assertEqual(seqs, list(range(n)))
+        self.s = Sluice(self.broker.port, self.data)
+
+    def test_broker_restart_is_followed_by_reconnect_and_resubscribe(self):
+        self.assertEqual(self.rule("re", "SELECT v FROM 'r/t'",
+                                   [{"republish": {"topic": "r/out"}}])[0], 200)
+        port = self.broker.port
+        self.broker.stop()
+        time.sleep(1)
+        self.broker = Broker(port)
+        self.s.wait_ready(timeout=40)
+        sub = Sub(port, "r/out")
+        end = time.time() + 30
+        while not sub.lines and time.time() < end:
+            pub(port, "r/t", '{"v":1}')
+            sub.wait(1, timeout=1)
+        sub.stop()
+        self.assertTrue(sub.lines, "no output after the broker came back: " + self.s.logs())
+
+    def test_replacing_a_rule_under_load_gives_exactly_one_output_per_message(self):
+        def put(i, replace):
+            body = json.dumps({"sql": f"SELECT seq, {i} AS version FROM 'load/t'",
+                               "awsIotSqlVersion": "2016-03-23",
+                               "actions": [{"republish": {"topic": "load/out", "qos": 1}}]})
+            return http("PATCH" if replace else "POST", f"{self.s.url}/rules/load", body)[0]
+        self.assertEqual(put(0, False), 200)
+        sub = Sub(self.broker.port, "load/out")
+        n = 50000
+        feeder = subprocess.Popen(["mosquitto_pub", "-p", str(self.broker.port), "-t", "load/t",
+                                   "-q", "1", "-l"], stdin=subprocess.PIPE, text=True)
+
+        def feed():
+            for i in range(n):
+                feeder.stdin.write(json.dumps({"seq": i}) + "\n")
+            feeder.stdin.close()
+        t = threading.Thread(target=feed)
+        t.start()
+        for i in range(1, 21):
+            self.assertEqual(put(i, True), 200)
+            time.sleep(0.05)
+        t.join()
+        feeder.wait(120)
+        lines = sub.wait(n, timeout=120)
+        sub.stop()
+        seqs = [json.loads(l.split(" ", 1)[1])["seq"] for l in lines]
+        self.assertEqual(len(seqs), n, f"{len(seqs)} outputs for {n} messages")
+        self.assertEqual(sorted(seqs), list(range(n)))
+        versions = {json.loads(l.split(" ", 1)[1])["version"] for l in lines}
+        self.assertGreater(len(versions), 1, "the replacements never took effect")
+
+
+class Auth(unittest.TestCase):
+    def test_admin_token_is_required_when_set(self):
+        broker = Broker()
+        data = tempfile.mkdtemp()
+        s = Sluice(broker.port, data, token="s3cret")
+        try:
+            st, h, _ = http("GET", f"{s.url}/rules")
+            self.assertEqual((st, h.get("x-amzn-ErrorType")), (401, "UnauthorizedException"))
+            st, _, _ = http("GET", f"{s.url}/rules", headers={"Authorization": "Bearer wrong"})
+            self.assertEqual(st, 401)
+            st, _, _ = http("GET", f"{s.url}/rules", headers={"Authorization": "Bearer s3cret"})
+            self.assertEqual(st, 200)
+            self.assertEqual(http("GET", f"{s.url}/healthz")[0], 200)
+        finally:
+            self.assertEqual(s.stop(), 0)
+            broker.stop()
+            shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
