@@ -224,7 +224,7 @@ eng_registry *eng_registry_new(int nworkers, const eng_config *cfg, eng_env *env
 void eng_registry_free(eng_registry *reg);
 void eng_registry_on_filters(eng_registry *reg, eng_filters_fn fn, void *ud);
 
-/* Admin operations. Each one builds the new rule set, persists it with eng_store_save (a
+/* Admin operations. Each one builds the new rule set, persists the change (a
  * failed write changes nothing), publishes a new snapshot with one atomic pointer swap, and
  * frees old snapshots once no worker holds them. Return 0 or -1 with e set. Thread: admin
  * (internally serialized by the registry mutex). */
@@ -247,11 +247,12 @@ void eng_registry_release(eng_registry *reg, int w);
  * Thread: any. */
 void eng_registry_reclaim(eng_registry *reg);
 
-/* The store: <data_dir>/rules.json, written atomically (temp file, fsync, rename, fsync of the
- * directory). Thread: admin. */
-int eng_store_save(const char *data_dir, eng_rule *const *rules, size_t n, eng_error *e);
-/* Calls fn(ud, name, payload_json, created_at, disabled) per stored rule. A missing file is an
- * empty store; an unreadable or corrupt one is an error. */
+/* The store: <data_dir>/rules/<name>.json, each written atomically (temp file, fsync, rename,
+ * fsync of the directory). Thread: admin. */
+int eng_store_put(const char *data_dir, const eng_rule *r, eng_error *e);
+int eng_store_delete(const char *data_dir, const char *name, eng_error *e);
+/* Calls fn(ud, name, payload_json, created_at, e) per stored rule, in name order. A missing
+ * directory is an empty store; an unreadable or corrupt file is an error. */
 int eng_store_load(const char *data_dir,
                    int (*fn)(void *ud, const char *name, const char *payload_json,
                              int64_t created_at, eng_error *e),

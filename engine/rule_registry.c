@@ -169,10 +169,14 @@ static void notify_filters(eng_registry *reg, const eng_snapshot *s) {
     free(fs);
 }
 
-/* Persists list, then publishes its snapshot. Takes ownership of list (an array of retained
- * rules) on success; on failure the caller keeps it. Caller holds reg->mu. */
-static int commit(eng_registry *reg, eng_rule **list, size_t n, int persist, eng_error *e) {
-    if (persist && eng_store_save(reg->cfg->data_dir, list, n, e) != 0)
+/* Persists the change (the rule written, or the name deleted; neither while loading), then
+ * publishes the snapshot of list. Takes ownership of list (an array of retained rules) on
+ * success; on failure the caller keeps it. Caller holds reg->mu. */
+static int commit(eng_registry *reg, eng_rule **list, size_t n, const eng_rule *written,
+                  const char *deleted, eng_error *e) {
+    if (written && eng_store_put(reg->cfg->data_dir, written, e) != 0)
+        return -1;
+    if (deleted && eng_store_delete(reg->cfg->data_dir, deleted, e) != 0)
         return -1;
     eng_snapshot *s = snapshot_build(list, n, reg->gen + 1);
     if (!s)
@@ -267,7 +271,7 @@ static int put(eng_registry *reg, eng_rule *rule, int mode, int persist, eng_err
         eng_error_set(e, 500, "InternalException", "out of memory");
         goto out;
     }
-    if ((rc = commit(reg, v, n, persist, e)) != 0)
+    if ((rc = commit(reg, v, n, persist ? rule : NULL, NULL, e)) != 0)
         drop(v, n);
 out:
     pthread_mutex_unlock(&reg->mu);
@@ -294,7 +298,7 @@ int eng_registry_delete(eng_registry *reg, const char *name, eng_error *e) {
         eng_rule **v = edit(reg, at, NULL, 0, &n);
         if (!v)
             eng_error_set(e, 500, "InternalException", "out of memory");
-        else if ((rc = commit(reg, v, n, 1, e)) != 0)
+        else if ((rc = commit(reg, v, n, NULL, name, e)) != 0)
             drop(v, n);
     }
     pthread_mutex_unlock(&reg->mu);

@@ -1,18 +1,20 @@
 /*
- * rule_store.c -- the rules on disk: <data_dir>/rules.json.
+ * rule_store.c -- the rules on disk: one JSON file per rule, <data_dir>/rules/<name>.json,
  *
- *   {"version": 1, "rules": [{"ruleName": "...", "createdAt": 1700000000,
- *                             "topicRulePayload": {...}}, ...]}
+ *   {"ruleName": "...", "createdAt": 1700000000, "topicRulePayload": {...}}
  *
- * Every change rewrites the whole file atomically: write a temporary file in the same
- * directory, fsync it, rename it over rules.json, fsync the directory. A crash leaves either
- * the old file or the new one. At start-up a missing file is an empty store; a file that
- * cannot be read or parsed is an error that stops start-up (silently starting with no rules
- * would drop every message the user expects to be handled).
+ * A change writes the rule's file atomically: a temporary file in the same directory, fsync,
+ * rename over the old file, fsync of the directory; a crash leaves the old file or the new one.
+ * One file per rule rather than one file for all keeps a change O(1): rewriting a single file
+ * of 10 000 rules on every create made loading a large rule set quadratic (measured: 6 600
+ * creates in two minutes). At start-up a missing directory is an empty store; a file that
+ * cannot be read or parsed is an error that stops start-up (silently starting without a rule
+ * would drop the messages the user expects it to handle).
  */
 #include "engine_int.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,6 +37,18 @@ static int mkdirs(const char *dir) {
     return mkdir(tmp, 0750) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+static int sync_dir(const char *dir, eng_error *e) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return eng_error_set(e, 500, "InternalException", "cannot open %s: %s", dir,
+                             strerror(errno));
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc ? eng_error_set(e, 500, "InternalException", "cannot sync %s: %s", dir,
+                              strerror(errno))
+              : 0;
+}
+
 static int write_all(int fd, const char *s, size_t n) {
     while (n) {
         ssize_t w = write(fd, s, n);
@@ -49,123 +63,137 @@ static int write_all(int fd, const char *s, size_t n) {
     return 0;
 }
 
-int eng_store_save(const char *data_dir, eng_rule *const *rules, size_t n, eng_error *e) {
-    if (mkdirs(data_dir) != 0)
-        return eng_error_set(e, 500, "InternalException", "cannot create data dir %s: %s",
-                             data_dir, strerror(errno));
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddNumberToObject(root, "version", 1);
-    cJSON *arr = cJSON_AddArrayToObject(root, "rules");
-    for (size_t i = 0; i < n; i++) {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "ruleName", rules[i]->name);
-        cJSON_AddNumberToObject(r, "createdAt", (double)rules[i]->created_at);
-        cJSON_AddItemToObject(r, "topicRulePayload", cJSON_Parse(rules[i]->payload_json));
-        cJSON_AddItemToArray(arr, r);
-    }
-    char *text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!text)
-        return eng_error_set(e, 500, "InternalException", "out of memory");
-    char path[600], tmp[640];
-    snprintf(path, sizeof path, "%s/rules.json", data_dir);
-    snprintf(tmp, sizeof tmp, "%s/.rules.json.%d.tmp", data_dir, (int)getpid());
+/* Writes text to dir/name atomically: a temporary file, fsync, rename, fsync of dir. */
+static int atomic_write(const char *dir, const char *name, const char *text, eng_error *e) {
+    char path[700], tmp[720];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", dir, name, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = -1;
-    if (fd < 0) {
-        eng_error_set(e, 500, "InternalException", "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
+    if (fd < 0)
+        return eng_error_set(e, 500, "InternalException", "cannot write %s: %s", tmp,
+                             strerror(errno));
     if (write_all(fd, text, strlen(text)) || write_all(fd, "\n", 1) || fsync(fd)) {
         eng_error_set(e, 500, "InternalException", "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
-        goto out;
+        return -1;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
         eng_error_set(e, 500, "InternalException", "cannot rename %s: %s", tmp, strerror(errno));
         unlink(tmp);
-        goto out;
+        return -1;
     }
-    int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-out:
+    return sync_dir(dir, e);
+}
+
+static void rules_dir(const char *data_dir, char *out, size_t cap) {
+    snprintf(out, cap, "%s/rules", data_dir);
+}
+
+int eng_store_put(const char *data_dir, const eng_rule *r, eng_error *e) {
+    char dir[600];
+    rules_dir(data_dir, dir, sizeof dir);
+    if (mkdirs(dir) != 0)
+        return eng_error_set(e, 500, "InternalException", "cannot create %s: %s", dir,
+                             strerror(errno));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "ruleName", r->name);
+    cJSON_AddNumberToObject(o, "createdAt", (double)r->created_at);
+    cJSON_AddItemToObject(o, "topicRulePayload", cJSON_Parse(r->payload_json));
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return eng_error_set(e, 500, "InternalException", "out of memory");
+    char name[160];
+    snprintf(name, sizeof name, "%s.json", r->name);
+    int rc = atomic_write(dir, name, text, e);
     free(text);
     return rc;
 }
 
-int eng_store_load(const char *data_dir,
-                   int (*fn)(void *ud, const char *name, const char *payload_json,
-                             int64_t created_at, eng_error *e),
-                   void *ud, eng_error *e) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/rules.json", data_dir);
+int eng_store_delete(const char *data_dir, const char *name, eng_error *e) {
+    char dir[600], path[800];
+    rules_dir(data_dir, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/%s.json", dir, name);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return eng_error_set(e, 500, "InternalException", "cannot delete %s: %s", path,
+                             strerror(errno));
+    return sync_dir(dir, e);
+}
+
+/* Reads one rule file and hands it to fn. */
+static int load_file(const char *path,
+                     int (*fn)(void *ud, const char *name, const char *payload_json,
+                               int64_t created_at, eng_error *e),
+                     void *ud, eng_error *e) {
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return 0;
+    if (!f)
         return eng_error_set(e, 500, "InternalException", "cannot read %s: %s", path,
                              strerror(errno));
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += k;
-        if (len == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = nb;
-        }
-    }
+    char *buf = malloc(300 * 1024);
+    size_t len = buf ? fread(buf, 1, 300 * 1024, f) : 0;
     int rerr = ferror(f);
     fclose(f);
     if (!buf || rerr) {
         free(buf);
         return eng_error_set(e, 500, "InternalException", "cannot read %s", path);
     }
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *r = cJSON_ParseWithLength(buf, len);
     free(buf);
-    const cJSON *arr = root ? cJSON_GetObjectItemCaseSensitive(root, "rules") : NULL;
-    if (!root || !cJSON_IsArray(arr)) {
-        cJSON_Delete(root);
+    const cJSON *name = r ? cJSON_GetObjectItemCaseSensitive(r, "ruleName") : NULL;
+    const cJSON *at = r ? cJSON_GetObjectItemCaseSensitive(r, "createdAt") : NULL;
+    const cJSON *payload = r ? cJSON_GetObjectItemCaseSensitive(r, "topicRulePayload") : NULL;
+    if (!cJSON_IsString(name) || !cJSON_IsObject(payload)) {
+        cJSON_Delete(r);
         return eng_error_set(e, 500, "InternalException",
-                             "%s is corrupt (not a sluice rule store); refusing to start "
-                             "without the rules it should hold",
+                             "%s is corrupt (not a sluice rule); refusing to start without the "
+                             "rule it should hold",
                              path);
     }
-    int rc = 0;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, arr) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(r, "ruleName");
-        const cJSON *at = cJSON_GetObjectItemCaseSensitive(r, "createdAt");
-        const cJSON *payload = cJSON_GetObjectItemCaseSensitive(r, "topicRulePayload");
-        if (!cJSON_IsString(name) || !cJSON_IsObject(payload)) {
-            rc = eng_error_set(e, 500, "InternalException", "%s is corrupt: a rule entry lacks "
-                               "ruleName or topicRulePayload", path);
-            break;
-        }
-        char *json = cJSON_PrintUnformatted(payload);
-        eng_error sub;
-        memset(&sub, 0, sizeof sub);
-        int frc = json ? fn(ud, name->valuestring, json,
-                            cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0, &sub)
-                       : -1;
-        free(json);
-        if (frc) {
-            rc = eng_error_set(e, 500, "InternalException", "%s: rule %s cannot be loaded: %s",
-                               path, name->valuestring, sub.message);
-            break;
-        }
+    char *json = cJSON_PrintUnformatted(payload);
+    eng_error sub;
+    memset(&sub, 0, sizeof sub);
+    int rc = json ? fn(ud, name->valuestring, json,
+                       cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0, &sub)
+                  : -1;
+    if (rc)
+        eng_error_set(e, 500, "InternalException", "%s: rule %s cannot be loaded: %s", path,
+                      name->valuestring, sub.message);
+    free(json);
+    cJSON_Delete(r);
+    return rc;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) {
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int eng_store_load(const char *data_dir,
+                   int (*fn)(void *ud, const char *name, const char *payload_json,
+                             int64_t created_at, eng_error *e),
+                   void *ud, eng_error *e) {
+    char dir[600];
+    rules_dir(data_dir, dir, sizeof dir);
+    struct dirent **ents;
+    int n = scandir(dir, &ents, NULL, by_name);
+    if (n < 0) {
+        if (errno == ENOENT)
+            return 0; /* a new data dir: no rules yet */
+        return eng_error_set(e, 500, "InternalException", "cannot read %s: %s", dir,
+                             strerror(errno));
     }
-    cJSON_Delete(root);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        size_t l = strlen(nm);
+        if (!rc && nm[0] != '.' && l > 5 && !strcmp(nm + l - 5, ".json")) {
+            char path[900];
+            snprintf(path, sizeof path, "%s/%s", dir, nm);
+            rc = load_file(path, fn, ud, e);
+        }
+        free(ents[i]);
+    }
+    free(ents);
     return rc;
 }

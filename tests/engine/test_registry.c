@@ -85,7 +85,7 @@ Test(registry, rules_persist_and_reload) {
     free(v);
     eng_registry_free(reg);
     char path[128];
-    snprintf(path, sizeof path, "%s/rules.json", dir);
+    snprintf(path, sizeof path, "%s/rules/one.json", dir);
     FILE *f = fopen(path, "w");
     fputs("[garbage", f);
     fclose(f);

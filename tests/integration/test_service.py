@@ -266,14 +266,14 @@ class Service(unittest.TestCase):
         self.assertEqual(len(sub.wait(1)), 1)
         sub.stop()
         self.assertEqual(self.s.stop(), 0)
-        with open(os.path.join(self.data, "rules.json"), "w") as f:
+        with open(os.path.join(self.data, "rules", "keep.json"), "w") as f:
             f.write("{not json")
         env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{self.broker.port}",
                    SLUICE_HTTP_ADDR=f"127.0.0.1:{free_port()}", SLUICE_DATA_DIR=self.data)
         r = subprocess.run([SLUICE, "serve"], env=env, capture_output=True, text=True, timeout=20)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("corrupt", r.stderr)
-        os.unlink(os.path.join(self.data, "rules.json"))
+        os.unlink(os.path.join(self.data, "rules", "keep.json"))
         self.s = Sluice(self.broker.port, self.data)
 
     def test_sigterm_drains_every_queued_message(self):
