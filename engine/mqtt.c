@@ -4,7 +4,8 @@
  *
  * Each connection has its own thread running libmosquitto's manual loop, and reconnects after
  * a failure with exponential backoff and full jitter, capped at 30 s. The input connection
- * subscribes (QoS 1) to exactly the FROM filters of the enabled rules, deduplicated, with the
+ * subscribes (QoS 1) to exactly the FROM filters of the enabled rules, deduplicated and kept
+ * sorted so that a rule change subscribes or unsubscribes only what changed, with the
  * optional $share/<group>/ prefix so several instances split the traffic; the set is kept and
  * re-subscribed after every reconnect. Its message callback hands each message to the workers
  * and blocks while the target queue is full: the loop then stops reading the socket, which is
@@ -72,14 +73,13 @@ static int parse_url(eng_mqtt *mq, const char *url) {
     return 0;
 }
 
+static void sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap);
+
 static void subscribe_all(eng_mqtt *mq) {
     pthread_mutex_lock(&mq->mu);
     for (size_t i = 0; i < mq->nfilters; i++) {
         char sub[600];
-        if (mq->cfg->mqtt_shared_group[0])
-            snprintf(sub, sizeof sub, "$share/%s/%s", mq->cfg->mqtt_shared_group, mq->filters[i]);
-        else
-            snprintf(sub, sizeof sub, "%s", mq->filters[i]);
+        sub_name(mq, mq->filters[i], sub, sizeof sub);
         int rc = mosquitto_subscribe(mq->in.mosq, NULL, sub, 1);
         if (rc != MOSQ_ERR_SUCCESS)
             eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s: %s", sub,
@@ -339,34 +339,47 @@ int eng_mqtt_start(eng_mqtt *mq) {
     return 0;
 }
 
+static void sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap) {
+    if (mq->cfg->mqtt_shared_group[0])
+        snprintf(out, cap, "$share/%s/%s", mq->cfg->mqtt_shared_group, f);
+    else
+        snprintf(out, cap, "%s", f);
+}
+
 void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
+    /* both lists are sorted: one merge pass finds what to add and what to drop, so a rule
+       change costs one SUBSCRIBE or UNSUBSCRIBE, not one per rule */
     pthread_mutex_lock(&mq->mu);
-    /* unsubscribe what is no longer needed */
-    for (size_t i = 0; i < mq->nfilters; i++) {
-        size_t j;
-        for (j = 0; j < n && strcmp(mq->filters[i], filters[j]); j++)
-            ;
-        if (j == n && atomic_load(&mq->in.connected)) {
-            char sub[600];
-            if (mq->cfg->mqtt_shared_group[0])
-                snprintf(sub, sizeof sub, "$share/%s/%s", mq->cfg->mqtt_shared_group,
-                         mq->filters[i]);
-            else
-                snprintf(sub, sizeof sub, "%s", mq->filters[i]);
-            mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+    int up = atomic_load(&mq->in.connected);
+    size_t i = 0, j = 0;
+    char sub[600];
+    while (i < mq->nfilters || j < n) {
+        int c = i == mq->nfilters ? 1 : j == n ? -1 : strcmp(mq->filters[i], filters[j]);
+        if (c < 0) {
+            sub_name(mq, mq->filters[i], sub, sizeof sub);
+            if (up)
+                mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+            i++;
+        } else if (c > 0) {
+            sub_name(mq, filters[j], sub, sizeof sub);
+            if (up && mosquitto_subscribe(mq->in.mosq, NULL, sub, 1) != MOSQ_ERR_SUCCESS)
+                eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s failed", sub);
+            j++;
+        } else {
+            i++, j++;
         }
     }
-    for (size_t i = 0; i < mq->nfilters; i++)
-        free(mq->filters[i]);
+    char **nf = calloc(n + 1, sizeof *nf);
+    size_t k = 0;
+    for (size_t t = 0; nf && t < n; t++)
+        if ((nf[k] = strdup(filters[t])))
+            k++;
+    for (size_t t = 0; t < mq->nfilters; t++)
+        free(mq->filters[t]);
     free(mq->filters);
-    mq->filters = calloc(n + 1, sizeof *mq->filters);
-    mq->nfilters = 0;
-    for (size_t i = 0; mq->filters && i < n; i++)
-        if ((mq->filters[mq->nfilters] = strdup(filters[i])))
-            mq->nfilters++;
+    mq->filters = nf;
+    mq->nfilters = nf ? k : 0;
     pthread_mutex_unlock(&mq->mu);
-    if (atomic_load(&mq->in.connected))
-        subscribe_all(mq); /* re-subscribing an existing filter is harmless */
 }
 
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,

@@ -148,6 +148,10 @@ void eng_registry_reclaim(eng_registry *reg) {
     pthread_mutex_unlock(&reg->mu);
 }
 
+static int cmpstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void notify_filters(eng_registry *reg, const eng_snapshot *s) {
     if (!reg->on_filters)
         return;
@@ -157,15 +161,15 @@ static void notify_filters(eng_registry *reg, const eng_snapshot *s) {
     size_t n = 0;
     for (uint32_t i = 0; i < s->nrules; i++) {
         const char *f = sql_program_topic_filter(s->rules[i]->prog);
-        if (!*f)
-            continue; /* Basic Ingest only: nothing to subscribe to */
-        size_t j;
-        for (j = 0; j < n && strcmp(fs[j], f); j++)
-            ;
-        if (j == n)
+        if (*f) /* an empty filter: Basic Ingest only, nothing to subscribe to */
             fs[n++] = f;
     }
-    reg->on_filters(reg->ud, fs, n);
+    qsort(fs, n, sizeof *fs, cmpstr); /* sorted and unique: O(n log n) per change */
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || strcmp(fs[u - 1], fs[i]) != 0)
+            fs[u++] = fs[i];
+    reg->on_filters(reg->ud, fs, u);
     free(fs);
 }
 

@@ -65,7 +65,7 @@ static int write_all(int fd, const char *s, size_t n) {
 
 /* Writes text to dir/name atomically: a temporary file, fsync, rename, fsync of dir. */
 static int atomic_write(const char *dir, const char *name, const char *text, eng_error *e) {
-    char path[700], tmp[720];
+    char path[1024], tmp[1100];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", dir, name, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);

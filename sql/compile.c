@@ -36,7 +36,8 @@ typedef struct cnode { /* path trie node during compilation */
 } cnode;
 
 typedef struct fstate {
-    sql_ctx cctx; /* arena = program arena; version = program version */
+    sql_ctx cctx; /* arena: the AST and scratch, freed after compilation */
+    sql_arena *keep; /* the program's own arena: what the program keeps */
     sql_program *p;
     const char *text; /* text being compiled (statement or a template) */
     size_t n;
@@ -127,7 +128,57 @@ static void patchto(fstate *fs, int from, int to) {
         fs->code[from].j = to - (from + 1);
 }
 
+/* A copy of v whose memory belongs to the program (constants outlive the AST). */
+static sql_value keep_value(fstate *fs, sql_value v) {
+    sql_arena *a = fs->keep;
+    switch (v.t) {
+    case SQL_T_STR: {
+        char *c = sql__arena_strdup(a, v.u.s, v.n);
+        if (!c)
+            return nomem(fs), SQL_UNDEF;
+        v.u.s = c;
+        return v;
+    }
+    case SQL_T_INT:
+    case SQL_T_DEC:
+        if (v.f & SQL_F_BIG) {
+            sql_big *b = sql__arena_alloc(a, sizeof *b);
+            if (!b)
+                return nomem(fs), SQL_UNDEF;
+            *b = *v.u.big;
+            v.u.big = b;
+        }
+        return v;
+    case SQL_T_ARR: {
+        sql_value *e = sql__arena_alloc(a, sizeof(sql_value) * (v.n + 1));
+        if (!e)
+            return nomem(fs), SQL_UNDEF;
+        for (uint32_t i = 0; i < v.n; i++)
+            e[i] = keep_value(fs, v.u.a[i]);
+        v.u.a = e;
+        v.e = 0;
+        return v;
+    }
+    case SQL_T_OBJ: {
+        sql_member *m = sql__arena_alloc(a, sizeof(sql_member) * (v.n + 1));
+        if (!m)
+            return nomem(fs), SQL_UNDEF;
+        for (uint32_t i = 0; i < v.n; i++) {
+            m[i] = v.u.o[i];
+            m[i].k = sql__arena_strdup(a, v.u.o[i].k, v.u.o[i].klen);
+            m[i].v = keep_value(fs, v.u.o[i].v);
+        }
+        v.u.o = m;
+        v.e = 0;
+        return v;
+    }
+    default:
+        return v;
+    }
+}
+
 static int addk(fstate *fs, sql_value v) {
+    v = keep_value(fs, v);
     if (grow((void **)&fs->k, &fs->capk, fs->nk + 1, sizeof(sql_value)))
         return nomem(fs), 0;
     fs->k[fs->nk] = v;
@@ -140,7 +191,7 @@ static int addks(fstate *fs, const char *s, uint32_t n) {
         if (fs->k[i].t == SQL_T_STR && fs->k[i].n == n && memcmp(fs->k[i].u.s, s, n) == 0)
             return (int)i;
     }
-    char *c = sql__arena_strdup(&fs->cctx.arena, s, n);
+    char *c = sql__arena_strdup(fs->keep, s, n);
     if (!c)
         return nomem(fs), 0;
     return addk(fs, sql__str(c, n));
@@ -291,14 +342,14 @@ static int freeze_paths(fstate *fs) {
         assign_slots(fs, fs->nodes[0].child, 0);
     }
     p->root_slot = fs->nodes[0].slot;
-    p->paths = sql__arena_alloc(&fs->cctx.arena, sizeof(sql_path_node) * fs->nnodes);
+    p->paths = sql__arena_alloc(fs->keep, sizeof(sql_path_node) * fs->nnodes);
     if (!p->paths)
         return nomem(fs);
     /* breadth order is not needed; indexes are kept as they are */
     for (uint32_t i = 0; i < fs->nnodes; i++) {
         cnode *c = &fs->nodes[i];
         sql_path_node *pn = &p->paths[i];
-        pn->key = c->key ? sql__arena_strdup(&fs->cctx.arena, c->key, c->klen) : NULL;
+        pn->key = c->key ? sql__arena_strdup(fs->keep, c->key, c->klen) : NULL;
         pn->klen = c->klen;
         pn->slot = c->slot;
         pn->child = c->slot >= 0 ? -1 : c->child;
@@ -822,8 +873,8 @@ static int statement(fstate *fs, const sql_stmt *st) {
 }
 
 static int template_code(fstate *fs, sql_tpl_ast *ta, sql_tpl *t) {
-    t->parts = sql__arena_alloc(&fs->cctx.arena, sizeof(sql_tpl_part) * (ta->nsegs + 1));
-    t->expr_parts = sql__arena_alloc(&fs->cctx.arena, sizeof(int32_t) * (ta->nsegs + 1));
+    t->parts = sql__arena_alloc(fs->keep, sizeof(sql_tpl_part) * (ta->nsegs + 1));
+    t->expr_parts = sql__arena_alloc(fs->keep, sizeof(int32_t) * (ta->nsegs + 1));
     if (!t->parts || !t->expr_parts)
         return nomem(fs);
     t->nparts = ta->nsegs;
@@ -831,8 +882,10 @@ static int template_code(fstate *fs, sql_tpl_ast *ta, sql_tpl *t) {
     for (uint32_t i = 0; i < ta->nsegs; i++) {
         sql_tpl_part *pt = &t->parts[i];
         if (!ta->segs[i].expr) {
-            pt->text = ta->segs[i].text.s;
+            pt->text = sql__arena_strdup(fs->keep, ta->segs[i].text.s, ta->segs[i].text.n);
             pt->len = ta->segs[i].text.n;
+            if (!pt->text)
+                return nomem(fs);
             pt->entry = -1;
             continue;
         }
@@ -860,7 +913,7 @@ static int check_sets(fstate *fs, const sql_stmt *st) {
 }
 
 static void *copy_out(fstate *fs, const void *src, size_t n) {
-    void *d = sql__arena_alloc(&fs->cctx.arena, n ? n : 1);
+    void *d = sql__arena_alloc(fs->keep, n ? n : 1);
     if (d && n)
         memcpy(d, src, n);
     return d;
@@ -889,7 +942,10 @@ int sql_compile(const char *text, size_t n, const sql_compile_opts *opts, sql_pr
     p->version = opts && opts->version ? opts->version : SQL_V2016_03_23;
     p->root_slot = -1;
     sql__arena_init(&fs.cctx.arena, 0);
-    fs.cctx.arena.chunk = 1024; /* programs are small and 10 k rules must fit in little memory */
+    fs.cctx.arena.chunk = 4096;
+    sql__arena_init(&p->arena, 0);
+    p->arena.chunk = 512; /* programs are small, and 10 k rules must fit in little memory */
+    fs.keep = &p->arena;
     fs.cctx.version = p->version;
     sql__buf_init(&fs.cctx.scratch);
     int rc = 0;
@@ -901,20 +957,19 @@ int sql_compile(const char *text, size_t n, const sql_compile_opts *opts, sql_pr
         rc = nomem(&fs);
         goto out;
     }
-    p->text = sql__arena_strdup(&fs.cctx.arena, text, n);
-    p->text_len = n;
-    if (!p->text) {
+    char *src = sql__arena_strdup(&fs.cctx.arena, text, n); /* AST spans point into it */
+    if (!src) {
         rc = nomem(&fs);
         goto out;
     }
-    fs.text = p->text;
+    fs.text = src;
     fs.n = n;
     sql_stmt *st = NULL;
-    rc = sql__parse(&fs.cctx, p->text, n, &st, diag);
+    rc = sql__parse(&fs.cctx, src, n, &st, diag);
     if (rc)
         goto out;
     const sql_select *s = st->sel;
-    p->filter = sql__arena_strdup(&fs.cctx.arena, s->from.s ? s->from.s : "", s->from.n);
+    p->filter = sql__arena_strdup(fs.keep, s->from.s ? s->from.s : "", s->from.n);
     p->filter_len = s->from.n;
     if (s->from.n || s->from_off) {
         char msg[160];
@@ -966,7 +1021,7 @@ int sql_compile(const char *text, size_t n, const sql_compile_opts *opts, sql_pr
     if ((rc = statement(&fs, st)))
         goto out;
     p->ntpls = (uint32_t)ntpl;
-    p->tpls = sql__arena_alloc(&fs.cctx.arena, sizeof(sql_tpl) * (ntpl + 1));
+    p->tpls = sql__arena_alloc(fs.keep, sizeof(sql_tpl) * (ntpl + 1));
     if (!p->tpls) {
         rc = nomem(&fs);
         goto out;
@@ -1010,7 +1065,7 @@ out:
     free(fs.nodes);
     sql__buf_free(&fs.cctx.scratch);
     sql__buf_free(&fs.cctx.jstack);
-    p->arena = fs.cctx.arena;
+    sql__arena_deinit(&fs.cctx.arena); /* the AST and the statement text go */
     if (rc) {
         sql_program_free(p);
         return rc;

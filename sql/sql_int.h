@@ -542,8 +542,6 @@ typedef struct sql_tpl {
 
 struct sql_program {
     sql_version version;
-    char *text;           /* copy of the statement (AST spans point into it) */
-    size_t text_len;
     char *filter;         /* FROM topic filter, NUL-terminated ("" if none) */
     size_t filter_len;
     sql_insn *code;
@@ -559,7 +557,7 @@ struct sql_program {
     uint32_t nregs;
     sql_tpl *tpls;
     uint32_t ntpls;
-    sql_arena arena;      /* everything above lives here */
+    sql_arena arena;      /* everything above lives here (the AST does not survive compile) */
 };
 
 /* The disassembler's view of an opcode. */
