@@ -62,8 +62,10 @@ static int scan(sql_exec *x, const sql_program *p) {
     return 0;
 }
 
-static int grow_obj(sql_ctx *ctx, sql_value *o, uint32_t need) {
-    uint32_t cap = (uint16_t)o->e;
+/* Makes room for `need` elements (elt bytes each) in the array or object v under
+ * construction, doubling its capacity (kept in v->e) as needed. */
+static int grow(sql_ctx *ctx, sql_value *v, uint32_t need, size_t elt) {
+    uint32_t cap = (uint16_t)v->e;
     if (need <= cap)
         return 0;
     uint32_t nc = cap ? cap * 2 : 8;
@@ -71,33 +73,25 @@ static int grow_obj(sql_ctx *ctx, sql_value *o, uint32_t need) {
         nc *= 2;
     if (nc > 65535)
         nc = need > 65535 ? need : 65535;
-    sql_member *m = sql__alloc(ctx, sizeof(sql_member) * nc);
-    if (!m)
+    void *p = sql__alloc(ctx, elt * nc);
+    if (!p)
         return -1;
-    if (o->n)
-        memcpy(m, o->u.o, sizeof(sql_member) * o->n);
-    o->u.o = m;
-    o->e = (int16_t)(uint16_t)(nc > 65535 ? 65535 : nc);
+    if (v->n)
+        memcpy(p, v->t == SQL_T_OBJ ? (const void *)v->u.o : (const void *)v->u.a, elt * v->n);
+    if (v->t == SQL_T_OBJ)
+        v->u.o = p;
+    else
+        v->u.a = p;
+    v->e = (int16_t)(uint16_t)(nc > 65535 ? 65535 : nc);
     return 0;
 }
 
+static int grow_obj(sql_ctx *ctx, sql_value *o, uint32_t need) {
+    return grow(ctx, o, need, sizeof(sql_member));
+}
+
 static int grow_arr(sql_ctx *ctx, sql_value *a, uint32_t need) {
-    uint32_t cap = (uint16_t)a->e;
-    if (need <= cap)
-        return 0;
-    uint32_t nc = cap ? cap * 2 : 8;
-    while (nc < need)
-        nc *= 2;
-    if (nc > 65535)
-        nc = need > 65535 ? need : 65535;
-    sql_value *v = sql__alloc(ctx, sizeof(sql_value) * nc);
-    if (!v)
-        return -1;
-    if (a->n)
-        memcpy(v, a->u.a, sizeof(sql_value) * a->n);
-    a->u.a = v;
-    a->e = (int16_t)(uint16_t)(nc > 65535 ? 65535 : nc);
-    return 0;
+    return grow(ctx, a, need, sizeof(sql_value));
 }
 
 /* obj[k] = v, replacing an existing key in place (its position is kept). */
