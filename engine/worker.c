@@ -81,8 +81,9 @@ int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms) {
     }
     int source = m->source; /* m belongs to the worker once it is queued */
     q->ring[(q->head + q->len) % q->cap] = m;
-    q->len++;
-    pthread_cond_signal(&q->nonempty);
+    /* only an empty queue can have a sleeping worker: skip the futex call otherwise */
+    if (q->len++ == 0)
+        pthread_cond_signal(&q->nonempty);
     pthread_mutex_unlock(&q->mu);
     atomic_fetch_add_explicit(&eng_metrics_global.messages_in[source], 1, memory_order_relaxed);
     return 0;
@@ -295,8 +296,9 @@ static void *worker_main(void *arg) {
         }
         eng_msg *m = q->ring[q->head];
         q->head = (q->head + 1) % q->cap;
-        q->len--;
-        pthread_cond_signal(&q->nonfull);
+        /* only a full queue can have a waiting submitter */
+        if (q->len-- == q->cap)
+            pthread_cond_broadcast(&q->nonfull);
         pthread_mutex_unlock(&q->mu);
         if (x)
             process(w, x, m, &fb);
