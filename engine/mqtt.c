@@ -387,10 +387,26 @@ int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_
     if (!atomic_load(&mq->out.connected))
         return -1;
     mosquitto_property *pr = NULL;
-    if (mq->cfg->mqtt_version == 5) {
+    if (mq->cfg->mqtt_version == 5) { /* MQTT 3.1.1 has no properties: they are dropped */
         char h[16];
         snprintf(h, sizeof h, "%d", hops);
         mosquitto_property_add_string_pair(&pr, MQTT_PROP_USER_PROPERTY, "sluice-hops", h);
+        if (props && props->content_type && props->content_type[0])
+            mosquitto_property_add_string(&pr, MQTT_PROP_CONTENT_TYPE, props->content_type);
+        if (props && props->response_topic && props->response_topic[0])
+            mosquitto_property_add_string(&pr, MQTT_PROP_RESPONSE_TOPIC, props->response_topic);
+        if (props && props->correlation_data)
+            mosquitto_property_add_binary(&pr, MQTT_PROP_CORRELATION_DATA, props->correlation_data,
+                                          (uint16_t)props->correlation_len);
+        if (props && props->format_indicator >= 0)
+            mosquitto_property_add_byte(&pr, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR,
+                                        (uint8_t)props->format_indicator);
+        if (props && props->message_expiry >= 0)
+            mosquitto_property_add_int32(&pr, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
+                                         (uint32_t)props->message_expiry);
+        for (size_t i = 0; props && i < props->nuser; i++)
+            mosquitto_property_add_string_pair(&pr, MQTT_PROP_USER_PROPERTY, props->user[i].key,
+                                               props->user[i].value);
     }
     int rc = mosquitto_publish_v5(mq->out.mosq, NULL, topic, (int)len, payload, qos, false, pr);
     mosquitto_property_free_all(&pr);

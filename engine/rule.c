@@ -72,7 +72,7 @@ static int loop_check(const eng_action *a, const char *filter, eng_error *e) {
     if (strcmp(a->vt->name, "republish") != 0 || !*filter)
         return 0;
     const char *const *tpl;
-    a->vt->templates(a->inst, &tpl);
+    a->vt->templates(a->inst, &tpl); /* the topic is republish's first template */
     const char *t = tpl[0];
     if (strstr(t, "${") || strstr(t, "$$"))
         return 0;

@@ -118,10 +118,11 @@ static int fb_put(fieldbuf *b, const char *s, size_t n) {
 static act_result deliver(sql_exec *x, const eng_rule *r, const eng_action *a, const eng_msg *m,
                           const char *payload, size_t plen, fieldbuf *fb, char *err,
                           size_t errcap) {
-    const char *fields[16];
-    size_t lens[16], offs[16];
+    enum { MAXF = 64 }; /* rule.c allows 64 templates per rule */
+    const char *fields[MAXF];
+    size_t lens[MAXF], offs[MAXF];
     fb->len = 0;
-    for (uint32_t k = 0; k < a->ntpl && k < 16; k++) {
+    for (uint32_t k = 0; k < a->ntpl && k < MAXF; k++) {
         sql_output o;
         if (sql_exec_template(x, a->tpl_base + k, &o) != SQL_OK) {
             snprintf(err, errcap, "substitution failed: %s", sql_exec_errmsg(x));
@@ -134,7 +135,7 @@ static act_result deliver(sql_exec *x, const eng_rule *r, const eng_action *a, c
             return ACT_FAIL;
         }
     }
-    for (uint32_t k = 0; k < a->ntpl && k < 16; k++)
+    for (uint32_t k = 0; k < a->ntpl && k < MAXF; k++)
         fields[k] = fb->p + offs[k];
     act_msg am = {r->name, payload, plen, fields, lens, m};
     act_result res = ACT_FAIL;

@@ -2,8 +2,14 @@
  * republish.c -- AWS's republish action: publish the rule's output to an MQTT topic through
  * the service's output connection.
  *
- *   {"republish": {"topic": "alerts/${deviceId}", "qos": 1}}
+ *   {"republish": {"topic": "alerts/${deviceId}", "qos": 1,
+ *                  "headers": {"contentType": "application/json", "responseTopic": "...",
+ *                              "correlationData": "<base64>", "messageExpiry": "3600",
+ *                              "payloadFormatIndicator": "UTF8_DATA",
+ *                              "userProperties": [{"key": "k", "value": "${v}"}]}}}
  *
+ * The headers are AWS's MqttHeaders: they become MQTT 5 properties of the republished message,
+ * and like the topic every value is a substitution template.
  * The topic is a substitution template (AWS writes a leading `$` as `$$`). Loop protection:
  * every republished message carries the user property "sluice-hops" (the incoming hop count
  * plus one); a message that arrives with the configured maximum is not republished again but
@@ -13,16 +19,87 @@
  */
 #include "../action.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_USER_PROPS 16
+
 typedef struct republish {
     act_instance base;
     eng_env *env;
-    char *topic; /* template */
     int qos;
+    int format;      /* -1: not set; 0 UNSPECIFIED_BYTES; 1 UTF8_DATA */
+    /* templates, in this order: topic, then the headers that are set (see slot_*) */
+    char *tpl[4 + 1 + 2 * MAX_USER_PROPS];
+    size_t ntpl;
+    int slot_ctype, slot_resp, slot_corr, slot_expiry; /* index into tpl, or -1 */
+    int nuser;       /* user properties: key at tpl[user0 + 2i], value at +1 */
+    int user0;
 } republish;
+
+static int add_tpl(republish *r, const cJSON *v, const char *what, eng_error *e) {
+    if (!cJSON_IsString(v))
+        return eng_error_set(e, 400, "InvalidRequestException",
+                             "republish action: headers.%s must be a string", what);
+    if (!(r->tpl[r->ntpl] = strdup(v->valuestring)))
+        return eng_error_set(e, 500, "InternalException", "out of memory");
+    return (int)r->ntpl++;
+}
+
+static int parse_headers(republish *r, const cJSON *h, eng_error *e) {
+    const cJSON *k;
+    cJSON_ArrayForEach(k, h) {
+        const char *n = k->string;
+        int slot;
+        if (!strcmp(n, "contentType")) {
+            if ((slot = add_tpl(r, k, n, e)) < 0)
+                return -1;
+            r->slot_ctype = slot;
+        } else if (!strcmp(n, "responseTopic")) {
+            if ((slot = add_tpl(r, k, n, e)) < 0)
+                return -1;
+            r->slot_resp = slot;
+        } else if (!strcmp(n, "correlationData")) {
+            if ((slot = add_tpl(r, k, n, e)) < 0)
+                return -1;
+            r->slot_corr = slot;
+        } else if (!strcmp(n, "messageExpiry")) {
+            if ((slot = add_tpl(r, k, n, e)) < 0)
+                return -1;
+            r->slot_expiry = slot;
+        } else if (!strcmp(n, "payloadFormatIndicator")) {
+            if (!cJSON_IsString(k) || (strcmp(k->valuestring, "UNSPECIFIED_BYTES") &&
+                                       strcmp(k->valuestring, "UTF8_DATA")))
+                return eng_error_set(e, 400, "InvalidRequestException",
+                                     "republish action: headers.payloadFormatIndicator must be "
+                                     "UNSPECIFIED_BYTES or UTF8_DATA");
+            r->format = !strcmp(k->valuestring, "UTF8_DATA");
+        } else if (!strcmp(n, "userProperties")) {
+            if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) > MAX_USER_PROPS)
+                return eng_error_set(e, 400, "InvalidRequestException",
+                                     "republish action: headers.userProperties must be an array "
+                                     "of at most %d {key, value} objects", MAX_USER_PROPS);
+            r->user0 = (int)r->ntpl;
+            const cJSON *u;
+            cJSON_ArrayForEach(u, k) {
+                if (add_tpl(r, cJSON_GetObjectItemCaseSensitive(u, "key"), "userProperties.key",
+                            e) < 0 ||
+                    add_tpl(r, cJSON_GetObjectItemCaseSensitive(u, "value"),
+                            "userProperties.value", e) < 0)
+                    return -1;
+                r->nuser++;
+            }
+        } else {
+            return eng_error_set(e, 400, "InvalidRequestException",
+                                 "republish action: unknown header \"%s\"", n);
+        }
+    }
+    return 0;
+}
+
+static void rp_close(act_instance *self);
 
 static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg->params, "topic");
@@ -45,20 +122,62 @@ static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
                                  "republish action: unknown parameter \"%s\"", k->string);
     }
     republish *r = calloc(1, sizeof *r);
-    if (!r || !(r->topic = strdup(t->valuestring))) {
+    if (!r || !(r->tpl[0] = strdup(t->valuestring))) {
         free(r);
         return eng_error_set(e, 500, "InternalException", "out of memory");
     }
+    r->ntpl = 1;
     r->env = cfg->env;
     r->qos = qos;
+    r->format = -1;
+    r->slot_ctype = r->slot_resp = r->slot_corr = r->slot_expiry = -1;
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg->params, "headers");
+    if (h && (!cJSON_IsObject(h) || parse_headers(r, h, e) != 0)) {
+        if (!cJSON_IsObject(h))
+            eng_error_set(e, 400, "InvalidRequestException",
+                          "republish action: \"headers\" must be an object");
+        rp_close(&r->base);
+        return -1;
+    }
     *out = &r->base;
     return 0;
 }
 
 static size_t rp_templates(act_instance *self, const char *const **tpl) {
     republish *r = (republish *)self;
-    *tpl = (const char *const *)&r->topic;
-    return 1;
+    *tpl = (const char *const *)r->tpl;
+    return r->ntpl;
+}
+
+static int b64val(int c) {
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* AWS carries correlationData as base64: decode it in place; -1 when it is not base64. */
+static int unbase64(char *s, size_t n, size_t *out) {
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=')
+            break;
+        int v = b64val((unsigned char)s[i]);
+        if (v < 0)
+            return -1;
+        acc = ((acc << 6) | (unsigned)v) & 0xffffff;
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            s[o++] = (char)(acc >> bits);
+        }
+    }
+    *out = o;
+    return 0;
 }
 
 static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, size_t cap) {
@@ -85,7 +204,41 @@ static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, si
         snprintf(err, cap, "republish topic '%s' contains a wildcard", topic);
         return ACT_FAIL;
     }
-    if (eng_mqtt_publish(r->env->mqtt, topic, m->payload, m->payload_len, r->qos, NULL,
+    sql_mqtt_props props = {.format_indicator = r->format, .message_expiry = -1};
+    sql_user_prop user[MAX_USER_PROPS];
+    char corr[1024];
+    if (r->slot_ctype >= 0)
+        props.content_type = m->fields[r->slot_ctype];
+    if (r->slot_resp >= 0)
+        props.response_topic = m->fields[r->slot_resp];
+    if (r->slot_expiry >= 0) {
+        char *end;
+        long long v = strtoll(m->fields[r->slot_expiry], &end, 10);
+        if (*end || v < 0 || v > UINT32_MAX) {
+            snprintf(err, cap, "headers.messageExpiry '%s' is not a number of seconds",
+                     m->fields[r->slot_expiry]);
+            return ACT_FAIL;
+        }
+        props.message_expiry = v;
+    }
+    if (r->slot_corr >= 0) {
+        size_t n = m->field_lens[r->slot_corr];
+        if (n >= sizeof corr) {
+            snprintf(err, cap, "headers.correlationData is too long");
+            return ACT_FAIL;
+        }
+        memcpy(corr, m->fields[r->slot_corr], n);
+        if (unbase64(corr, n, &props.correlation_len) != 0) {
+            snprintf(err, cap, "headers.correlationData is not base64");
+            return ACT_FAIL;
+        }
+        props.correlation_data = corr;
+    }
+    for (int i = 0; i < r->nuser; i++)
+        user[i] = (sql_user_prop){m->fields[r->user0 + 2 * i], m->fields[r->user0 + 2 * i + 1]};
+    props.user = user;
+    props.nuser = (size_t)r->nuser;
+    if (eng_mqtt_publish(r->env->mqtt, topic, m->payload, m->payload_len, r->qos, &props,
                          hops + 1) != 0) {
         snprintf(err, cap, "MQTT publish to '%s' failed (not connected)", topic);
         atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
@@ -99,7 +252,8 @@ static void rp_close(act_instance *self) {
     republish *r = (republish *)self;
     if (!r)
         return;
-    free(r->topic);
+    for (size_t i = 0; i < r->ntpl; i++)
+        free(r->tpl[i]);
     free(r);
 }
 

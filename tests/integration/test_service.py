@@ -254,6 +254,56 @@ class Service(unittest.TestCase):
         sub.stop()
         self.assertEqual(lines, ['out/d1/TEMP {"kind":"temp","v":1,"dev":"d1"}'])
 
+    def test_republish_headers_become_mqtt5_properties(self):
+        st, _, b = self.rule("hdr", "SELECT v FROM 'h/+'", [{"republish": {
+            "topic": "h-out/${topic(2)}", "qos": 1,
+            "headers": {"contentType": "application/json", "responseTopic": "reply/${topic(2)}",
+                        "correlationData": "aGVsbG8=", "messageExpiry": "${v * 100}",
+                        "payloadFormatIndicator": "UTF8_DATA",
+                        "userProperties": [{"key": "src", "value": "${topic(1)}"}]}}}])
+        self.assertEqual(st, 200, b)
+        p = subprocess.Popen(["mosquitto_sub", "-p", str(self.broker.port), "-t", "h-out/#",
+                              "-V", "5", "-C", "1", "-W", "10", "-F", "%t|%C|%R|%D|%E|%F|%P|%p"],
+                             stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        pub(self.broker.port, "h/dev1", '{"v": 36}')
+        out, _ = p.communicate(timeout=15)
+        t, ctype, resp, corr, expiry, fmt, props, payload = out.strip().split("|")
+        self.assertEqual((t, ctype, resp, corr, fmt, payload),
+                         ("h-out/dev1", "application/json", "reply/dev1", "hello", "1",
+                          '{"v":36}'))
+        self.assertTrue(3590 <= int(expiry) <= 3600, expiry)
+        self.assertIn("src:h", props)
+        self.assertIn("sluice-hops:1", props)
+
+    def test_a_republish_loop_stops_at_the_hop_limit(self):
+        # the topic has a substitution, so the create-time check cannot see the loop
+        st, _, b = self.rule("loop", "SELECT n FROM 'loop/#'",
+                             [{"republish": {"topic": "loop/${n}", "qos": 1}}])
+        self.assertEqual(st, 200, b)
+        sub = Sub(self.broker.port, "loop/#")
+        pub(self.broker.port, "loop/start", '{"n": 1}')
+        time.sleep(2)
+        sub.stop()
+        self.assertEqual(len(sub.lines), 9, sub.lines)  # the original and 8 hops
+        metrics = http("GET", f"{self.s.url}/metrics")[2].decode()
+        self.assertIn('sluice_dropped_total{reason="republish_loop"} 1', metrics)
+
+    def test_mqtt5_properties_reach_the_rule(self):
+        st, _, b = self.rule("props", "SELECT get_mqtt_property('content_type') AS ct, "
+                             "get_user_properties('k') AS k, clientid() AS c FROM 'p/t'",
+                             [{"republish": {"topic": "p/out"}}])
+        self.assertEqual(st, 200, b)
+        sub = Sub(self.broker.port, "p/out")
+        subprocess.run(["mosquitto_pub", "-p", str(self.broker.port), "-V", "5", "-t", "p/t",
+                        "-m", "{}", "-D", "publish", "content-type", "text/plain",
+                        "-D", "publish", "user-property", "k", "v1",
+                        "-D", "publish", "user-property", "clientid", "dev-9"], check=True)
+        lines = sub.wait(1)
+        sub.stop()
+        self.assertEqual([json.loads(l.split(" ", 1)[1]) for l in lines],
+                         [{"ct": "text/plain", "k": ["v1"], "c": "dev-9"}])
+
     def test_rules_survive_a_restart_and_a_corrupt_store_stops_startup(self):
         self.assertEqual(self.rule("keep", SEED, [{"republish": {"topic": "k/${deviceId}"}}])[0],
                          200)
