@@ -443,4 +443,5 @@ void eng_mqtt_free(eng_mqtt *mq) {
     free(mq->filters);
     pthread_mutex_destroy(&mq->mu);
     free(mq);
+    mosquitto_lib_cleanup(); /* frees OpenSSL's global state too (one eng_mqtt per process) */
 }

@@ -389,6 +389,75 @@ class Service(unittest.TestCase):
         self.assertGreater(len(versions), 1, "the replacements never took effect")
 
 
+class MutualTLS(unittest.TestCase):
+    def test_mqtts_with_client_certificate(self):
+        d = tempfile.mkdtemp()
+        try:
+            def sh(*a):
+                subprocess.run(a, cwd=d, check=True, capture_output=True)
+            sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+               "-subj", "/CN=sluice-test-ca", "-keyout", "ca.key", "-out", "ca.crt")
+            with open(os.path.join(d, "san.ext"), "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1\n")
+            for who in ("server", "client"):
+                sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
+                   "-keyout", f"{who}.key", "-out", f"{who}.csr")
+                sh("openssl", "x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey",
+                   "ca.key", "-CAcreateserial", "-days", "2", "-out", f"{who}.crt",
+                   *(["-extfile", "san.ext"] if who == "server" else []))
+            # mosquitto started as root drops to its own user, which must read these files
+            os.chmod(d, 0o755)
+            for fn in os.listdir(d):
+                os.chmod(os.path.join(d, fn), 0o644)
+            port = free_port()
+            conf = os.path.join(d, "m.conf")
+            with open(conf, "w") as f:
+                f.write(f"listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n"
+                        f"keyfile {d}/server.key\nrequire_certificate true\nallow_anonymous true\n")
+            broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            self.assertTrue(wait_port(port))
+            http_port = free_port()
+            env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtts://127.0.0.1:{port}",
+                       SLUICE_MQTT_CA_FILE=f"{d}/ca.crt", SLUICE_MQTT_CERT_FILE=f"{d}/client.crt",
+                       SLUICE_MQTT_KEY_FILE=f"{d}/client.key",
+                       SLUICE_HTTP_ADDR=f"127.0.0.1:{http_port}", SLUICE_DATA_DIR=f"{d}/data",
+                       LSAN_OPTIONS="suppressions=" + os.path.join(
+                           os.path.dirname(os.path.abspath(__file__)), "lsan-openssl.supp"))
+            sl = subprocess.Popen([SLUICE, "serve"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{http_port}"
+                end = time.time() + 20
+                while time.time() < end:
+                    try:
+                        urllib.request.urlopen(url + "/readyz", timeout=1)
+                        break
+                    except Exception:
+                        time.sleep(0.1)
+                st, _, _ = http("POST", f"{url}/rules/tls", json.dumps(
+                    {"sql": "SELECT v FROM 'tls/in'", "awsIotSqlVersion": "2016-03-23",
+                     "actions": [{"republish": {"topic": "tls/out"}}]}))
+                self.assertEqual(st, 200)
+                tls = ["--cafile", f"{d}/ca.crt", "--cert", f"{d}/client.crt", "--key",
+                       f"{d}/client.key"]
+                sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port),
+                                        "-t", "tls/out", "-C", "1", "-W", "10", *tls],
+                                       stdout=subprocess.PIPE, text=True)
+                time.sleep(0.5)
+                subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-t",
+                                "tls/in", "-m", '{"v": 7}', *tls], check=True)
+                out, _ = sub.communicate(timeout=15)
+                self.assertEqual(out.strip(), '{"v":7}')
+            finally:
+                sl.terminate()
+                self.assertEqual(sl.wait(30), 0)
+                broker.terminate()
+                broker.wait(10)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class Auth(unittest.TestCase):
     def test_admin_token_is_required_when_set(self):
         broker = Broker()
