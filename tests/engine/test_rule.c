@@ -1,0 +1,100 @@
+/* test_rule.c -- validation of AWS's topicRulePayload (engine/rule.c): limits and error types. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_int.h"
+
+static eng_config cfg;
+static eng_env env;
+
+static void setup(void) {
+    eng_config_defaults(&cfg);
+    env.cfg = &cfg;
+    eng_log_set_level(ENG_LOG_ERROR);
+}
+TestSuite(rule, .init = setup);
+
+static eng_error try(const char *name, const char *json) {
+    eng_error e;
+    eng_rule *r = eng_rule_new(name, json, strlen(json), &env, &e);
+    if (r) {
+        eng_rule_release(r);
+        memset(&e, 0, sizeof e);
+    }
+    return e;
+}
+
+Test(rule, valid_payload_is_accepted_with_aws_defaults) {
+    const char *j = "{\"sql\":\"SELECT 10.0 AS n FROM 'a/+'\",\"actions\":[{\"republish\":"
+                    "{\"topic\":\"out/${topic(2)}\",\"qos\":1,\"roleArn\":\"arn:x\"}}],"
+                    "\"errorAction\":{\"republish\":{\"topic\":\"errors\"}}}";
+    eng_error e;
+    eng_rule *r = eng_rule_new("ok_1", j, strlen(j), &env, &e);
+    cr_assert_not_null(r, "%s", e.message);
+    cr_expect_eq(r->version, SQL_V2015_10_08, "no awsIotSqlVersion: 2015-10-08, as AWS's API");
+    cr_expect_eq(r->nactions, 1);
+    cr_expect_not_null(r->error_action.vt);
+    cr_expect_str_eq(sql_program_topic_filter(r->prog), "a/+");
+    char *d = eng_rule_describe(r, &cfg);
+    cr_expect(strstr(d, "\"ruleArn\":\"arn:aws:iot:local:000000000000:rule/ok_1\"") != NULL, "%s",
+              d);
+    free(d);
+    eng_rule_release(r);
+}
+
+Test(rule, invalid_payloads_name_their_problem) {
+    static const struct {
+        const char *name, *json, *type, *msg;
+        int status;
+    } t[] = {
+        {"bad-name", "{\"sql\":\"SELECT * FROM 't'\"}", "InvalidRequestException", "rule name", 400},
+        {"", "{\"sql\":\"SELECT * FROM 't'\"}", "InvalidRequestException", "rule name", 400},
+        {"x", "[1]", "InvalidRequestException", "not a JSON object", 400},
+        {"x", "{}", "InvalidRequestException", "\"sql\" is required", 400},
+        {"x", "{\"sql\":\"SELECT FROM\"}", "SqlParseException", "line 1", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"awsIotSqlVersion\":\"2020-01-01\"}",
+         "InvalidRequestException", "awsIotSqlVersion", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"lambda\":{}}]}",
+         "InvalidRequestException", "unknown action type 'lambda'", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{}}]}",
+         "InvalidRequestException", "\"topic\" is required", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{\"topic\":\"o\","
+              "\"qos\":2}}]}",
+         "InvalidRequestException", "qos", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 'a/#'\",\"actions\":[{\"republish\":{\"topic\":\"a/b\"}}]}",
+         "InvalidRequestException", "trigger itself", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{\"topic\":\"o/${\"}}]}",
+         "InvalidRequestException", "substitution template", 400},
+        {"x", "{\"sql\":\"SELECT * FROM 't'\",\"ruleDisabled\":\"no\"}", "InvalidRequestException",
+         "ruleDisabled", 400},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        eng_error e = try(t[i].name, t[i].json);
+        cr_expect_eq(e.status, t[i].status, "%s: status %d", t[i].json, e.status);
+        cr_expect(e.type && !strcmp(e.type, t[i].type), "%s: type %s", t[i].json,
+                  e.type ? e.type : "(none)");
+        cr_expect(strstr(e.message, t[i].msg) != NULL, "%s: message '%s' lacks '%s'", t[i].json,
+                  e.message, t[i].msg);
+    }
+}
+
+Test(rule, limits_of_actions_and_size) {
+    char j[4096];
+    size_t n = (size_t)snprintf(j, sizeof j, "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[");
+    for (int i = 0; i < 11; i++)
+        n += (size_t)snprintf(j + n, sizeof j - n, "%s{\"republish\":{\"topic\":\"o\"}}",
+                              i ? "," : "");
+    snprintf(j + n, sizeof j - n, "]}");
+    eng_error e = try("many", j);
+    cr_expect_eq(e.status, 400);
+    cr_expect(strstr(e.message, "at most 10") != NULL, "%s", e.message);
+    size_t big = 300 * 1024;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = '\0';
+    e = try("huge", huge);
+    cr_expect_eq(e.status, 413);
+    free(huge);
+}
