@@ -49,7 +49,7 @@ class Broker:
 
 
 class Sluice:
-    def __init__(self, broker_port, data_dir, token=None, workers=2):
+    def __init__(self, broker_port, data_dir, token=None, workers=2, mqtt_version=None):
         self.http = free_port()
         self.url = f"http://127.0.0.1:{self.http}"
         env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{broker_port}",
@@ -57,6 +57,8 @@ class Sluice:
                    SLUICE_WORKERS=str(workers), SLUICE_LOG_LEVEL="warn")
         if token:
             env["SLUICE_ADMIN_TOKEN"] = token
+        if mqtt_version:
+            env["SLUICE_MQTT_VERSION"] = mqtt_version
         self.log = tempfile.NamedTemporaryFile(delete=False)
         self.p = subprocess.Popen([SLUICE, "serve"], env=env, stdout=self.log,
                                   stderr=subprocess.STDOUT)
@@ -456,6 +458,27 @@ class MutualTLS(unittest.TestCase):
                 broker.wait(10)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class Mqtt311(unittest.TestCase):
+    def test_mqtt_3_1_1_connections_carry_the_flow(self):
+        broker = Broker()
+        data = tempfile.mkdtemp()
+        s = Sluice(broker.port, data, mqtt_version="3.1.1")
+        try:
+            st, _, _ = http("POST", f"{s.url}/rules/v311", json.dumps(
+                {"sql": SEED, "awsIotSqlVersion": "2016-03-23",
+                 "actions": [{"republish": {"topic": "o311/${deviceId}", "qos": 1}}]}))
+            self.assertEqual(st, 200)
+            sub = Sub(broker.port, "o311/#")
+            pub(broker.port, "sensors/a/telemetry", '{"deviceId":"a","temperature":60}')
+            lines = sub.wait(1)
+            sub.stop()
+            self.assertEqual(lines, ['o311/a {"temperature":60,"deviceId":"a"}'])
+        finally:
+            self.assertEqual(s.stop(), 0)
+            broker.stop()
+            shutil.rmtree(data, ignore_errors=True)
 
 
 class Auth(unittest.TestCase):
