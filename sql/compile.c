@@ -229,16 +229,15 @@ static int newnode(fstate *fs, const char *key, uint32_t klen) {
 static int path_of(fstate *fs, const sql_node *e, sql_name *names) {
     if (fs->row >= 0)
         return 0;
-    int n = 0;
+    int n = 1; /* the FIELD at the root of the chain */
     const sql_node *x = e;
     while (x->kind == SQL_N_MEMBER) {
-        if (++n > MAX_PATH)
+        if (++n > MAX_PATH) /* deeper chains read their prefix path, then use GETF */
             return 0;
         x = x->kids[0];
     }
     if (x->kind != SQL_N_FIELD)
         return 0;
-    n++;
     int i = n - 1;
     for (x = e; x->kind == SQL_N_MEMBER; x = x->kids[0])
         names[i--] = x->name;
