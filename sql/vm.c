@@ -113,7 +113,7 @@ static int setkey(sql_ctx *ctx, sql_value *o, const char *k, uint32_t klen, uint
 }
 
 static int merge(sql_ctx *ctx, sql_value *o, const sql_value *src) {
-    if (src->t != SQL_T_OBJ)
+    if (src->t != SQL_T_OBJ || src->n == 0) /* an empty object may have no member array */
         return 0;
     if (o->n == 0) { /* the common `SELECT *, f() AS x`: payload keys are already unique */
         if (grow_obj(ctx, o, src->n))
