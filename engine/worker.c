@@ -160,27 +160,9 @@ static char *error_document(const eng_rule *r, const eng_msg *m, const eng_actio
              hash(m->topic, m->topic_len));
     cJSON_AddStringToObject(d, "cloudwatchTraceId", trace);
     cJSON_AddStringToObject(d, "clientId", m->clientid ? m->clientid : "n/a");
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = m->payload_len;
-    char *b64 = malloc((n + 2) / 3 * 4 + 1);
+    char *b64 = malloc((m->payload_len + 2) / 3 * 4 + 1);
     if (b64) {
-        const unsigned char *s = m->payload;
-        size_t o = 0, i = 0;
-        for (; i + 2 < n; i += 3) {
-            uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-            b64[o++] = tab[v >> 18];
-            b64[o++] = tab[(v >> 12) & 63];
-            b64[o++] = tab[(v >> 6) & 63];
-            b64[o++] = tab[v & 63];
-        }
-        if (i < n) {
-            uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-            b64[o++] = tab[v >> 18];
-            b64[o++] = tab[(v >> 12) & 63];
-            b64[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-            b64[o++] = '=';
-        }
-        b64[o] = '\0';
+        sql_base64_encode(m->payload, m->payload_len, b64);
         cJSON_AddStringToObject(d, "base64OriginalPayload", b64);
         free(b64);
     }

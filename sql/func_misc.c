@@ -247,53 +247,6 @@ static int fn_encode(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *o
     return sql__base64_encode(ctx, s, n, out);
 }
 
-static int b64val(unsigned char c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Decodes s[0..n) into p (room for n * 3 / 4 + 3 bytes). Returns the length, or -1 when the
- * text is not base64 by java.util.Base64's basic decoder. */
-static ptrdiff_t b64dec(const char *s, size_t n, unsigned char *p) {
-    size_t o = 0, q = 0;
-    uint32_t acc = 0;
-    size_t i = 0;
-    for (; i < n && s[i] != '='; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        if (++q == 4) {
-            p[o++] = (unsigned char)(acc >> 16);
-            p[o++] = (unsigned char)(acc >> 8);
-            p[o++] = (unsigned char)acc;
-            q = 0;
-            acc = 0;
-        }
-    }
-    if (q == 1)
-        return -1; /* six bits cannot end a byte */
-    size_t pad = n - i;
-    /* Padding, when present, must complete the last quantum exactly. */
-    if (pad && (pad != 4 - q || q == 0))
-        return -1;
-    for (; i < n; i++) {
-        if (s[i] != '=')
-            return -1;
-    }
-    if (q == 2) {
-        p[o++] = (unsigned char)(acc >> 4);
-    } else if (q == 3) {
-        p[o++] = (unsigned char)(acc >> 10);
-        p[o++] = (unsigned char)(acc >> 2);
-    }
-    return (ptrdiff_t)o;
-}
 
 /* Length of the valid UTF-8 sequence at s[i], or 0 when it is malformed (overlong, surrogate,
  * beyond U+10FFFF, truncated). */
@@ -364,7 +317,7 @@ static int fn_decode(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *o
     unsigned char *p = sql__alloc(ctx, (size_t)argv[0].n / 4 * 3 + 3);
     if (!p)
         return ctx->err;
-    ptrdiff_t len = b64dec(argv[0].u.s, argv[0].n, p);
+    long len = sql_base64_decode(argv[0].u.s, argv[0].n, p);
     if (len < 0) {
         *out = SQL_NULLV;
         return 0;

@@ -194,6 +194,17 @@ const char *sql_exec_errmsg(const sql_exec *x);
 
 /* }====== */
 
+/* {====== base64 (java.util.Base64's basic codec, as AWS's encode/decode use it) */
+
+/* Writes the base64 text of data[0..n) and a NUL into out (room for (n + 2) / 3 * 4 + 1 bytes);
+ * returns its length. Thread: any. */
+size_t sql_base64_encode(const void *data, size_t n, char *out);
+/* Decodes s[0..n) into out (room for n * 3 / 4 + 3 bytes). Padding is optional, whitespace is
+ * not allowed. Returns the byte count, or -1 when s is not base64. Thread: any. */
+long sql_base64_decode(const char *s, size_t n, unsigned char *out);
+
+/* }====== */
+
 /* {====== topic filters (MQTT rules, shared with the engine's topic index) */
 
 /* Validates an MQTT topic filter with AWS's limits (at most 8 levels, 256 bytes, '+' and '#'

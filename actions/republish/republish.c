@@ -149,37 +149,6 @@ static size_t rp_templates(act_instance *self, const char *const **tpl) {
     return r->ntpl;
 }
 
-static int b64val(int c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* AWS carries correlationData as base64: decode it in place; -1 when it is not base64. */
-static int unbase64(char *s, size_t n, size_t *out) {
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = ((acc << 6) | (unsigned)v) & 0xffffff;
-        if ((bits += 6) >= 8) {
-            bits -= 8;
-            s[o++] = (char)(acc >> bits);
-        }
-    }
-    *out = o;
-    return 0;
-}
-
 static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, size_t cap) {
     republish *r = (republish *)self;
     int hops = m->in ? m->in->hops : 0;
@@ -223,15 +192,16 @@ static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, si
     }
     if (r->slot_corr >= 0) {
         size_t n = m->field_lens[r->slot_corr];
-        if (n >= sizeof corr) {
+        if (n * 3 / 4 + 3 > sizeof corr) {
             snprintf(err, cap, "headers.correlationData is too long");
             return ACT_FAIL;
         }
-        memcpy(corr, m->fields[r->slot_corr], n);
-        if (unbase64(corr, n, &props.correlation_len) != 0) {
+        long len = sql_base64_decode(m->fields[r->slot_corr], n, (unsigned char *)corr);
+        if (len < 0) {
             snprintf(err, cap, "headers.correlationData is not base64");
             return ACT_FAIL;
         }
+        props.correlation_len = (size_t)len;
         props.correlation_data = corr;
     }
     for (int i = 0; i < r->nuser; i++)

@@ -143,32 +143,10 @@ static block *load(size_t *nout) {
     return v;
 }
 
-static int b64val(int c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 static size_t b64dec(const char *s, unsigned char *out) {
-    size_t n = 0;
-    int bits = 0;
-    unsigned acc = 0;
-    for (; *s && *s != '='; s++) {
-        int v = b64val((unsigned char)*s);
-        if (v < 0)
-            continue;
-        acc = ((acc << 6) | (unsigned)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    return n;
+    long n = sql_base64_decode(s, strlen(s), out);
+    cr_assert_geq(n, 0, "bad base64 in a golden file: %s", s);
+    return (size_t)n;
 }
 
 /* A minimal reader for %%CONTEXT: "key": "string" and "timestamp": number. */
