@@ -1,17 +1,26 @@
 /*
- * action.h -- the one interface every rule action plugs in through (STYLE.md 3.7).
+ * action.h -- the one interface every rule action plugs in through (STYLE.md 3.7), and the
+ * delivery pipeline that feeds it.
  *
  * An action type is a vtable. The engine opens one instance per action of a rule (on the admin
- * thread, when the rule is created), asks it which substitution templates it needs (they are
- * compiled into the rule's program next to its SQL), and calls deliver() on a worker thread
- * for every message the rule fires on, with the rule's output and the substituted templates.
- * deliver() returns ACT_OK, ACT_RETRY (transient: try again later) or ACT_FAIL (permanent:
- * the failure path takes over); it never drops a message silently.
+ * thread, when the rule is created) and asks it which substitution templates it needs (they are
+ * compiled into the rule's program next to its SQL). Each instance then gets a pipeline
+ * (pipeline.c): `lanes` bounded FIFO queues, each drained by its own delivery thread. A worker
+ * that fires the rule substitutes the templates and submits the output to the pipeline, which
+ * picks lane hash(topic) % lanes (per-topic order), gathers up to `max_batch` messages and calls
+ * deliver() on that lane's thread. deliver() says how many messages went out and what happened
+ * to the next one: ACT_OK (all delivered), ACT_RETRY (transient: the pipeline backs off with
+ * full jitter and calls again from that message, so order holds across retries) or ACT_FAIL
+ * (permanent: that message takes the failure path -- the rule's error action, else the
+ * dead-letter store). Nothing is dropped silently: a full queue also sends the overflow down the
+ * failure path, and every outcome is counted.
  *
- * Ownership: act_msg and act_config are borrowed for the call. An instance belongs to its rule
- * and is closed when the rule's last reference goes.
- * Thread: open/close on the admin thread; deliver/format on workers, concurrently for different
- * messages, so an instance must be internally synchronized.
+ * Ownership: act_config, act_msg and everything they point to are borrowed for the call.
+ * An instance belongs to its rule and is closed after its pipeline has drained.
+ * Thread: open/templates/close on the admin thread (close may also run on whichever thread
+ * releases the rule last); deliver() on the lane's delivery thread, concurrently for different
+ * lanes but never twice at once for the same lane, so per-lane state needs no lock;
+ * format() is pure and may run anywhere.
  */
 #ifndef SLUICE_ACTION_H
 #define SLUICE_ACTION_H
@@ -23,7 +32,9 @@
 
 #include "engine_int.h"
 
-#define ACT_VTABLE_VERSION 1
+/* Version 2 replaced v1's one-message deliver() by the batched, lane-aware one and added
+ * format(); v1 never left the tree (actions are compiled in), so nothing depended on it. */
+#define ACT_VTABLE_VERSION 2
 
 typedef enum act_result { ACT_OK = 0, ACT_RETRY = 1, ACT_FAIL = 2 } act_result;
 
@@ -33,32 +44,228 @@ typedef struct act_config {
     eng_env *env;
 } act_config;
 
+/* One message as an action sees it. */
 typedef struct act_msg {
     const char *rule_name;
-    const char *payload;   /* the rule's output */
+    const char *payload;        /* the rule's output (JSON text, or raw bytes) */
     size_t payload_len;
-    const char *const *fields; /* the instance's templates, substituted, in templates() order */
+    const char *const *fields;  /* the instance's templates substituted, in templates() order;
+                                   each NUL-terminated */
     const size_t *field_lens;
-    const eng_msg *in;     /* the incoming message */
+    const unsigned char *field_null; /* with wants_nulls: 1 when template k is one `${expr}`
+                                        whose value is Null or Undefined; else all 0 */
+    const eng_msg *in;          /* the incoming message (topic, original payload, hops...) */
 } act_msg;
 
+/* A growable byte buffer for format(). */
+typedef struct act_buf {
+    char *p;
+    size_t len, cap;
+} act_buf;
+
+/* Appends n bytes (keeps a NUL after them); 0 or -1 on OOM. Thread: any. */
+int act_buf_put(act_buf *b, const void *s, size_t n);
+int act_buf_puts(act_buf *b, const char *s);
+int act_buf_printf(act_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void act_buf_deinit(act_buf *b);
+
+/* The base every instance embeds first. open() fills the public part; zero means the
+ * default written next to each field. */
 struct act_instance {
-    const act_vtable *vt;
+    const act_vtable *vt;      /* set by the engine */
+    /* public: how the pipeline feeds this instance (set by open) */
+    int lanes;                 /* delivery threads / FIFO queues (default 1) */
+    size_t max_batch;          /* most messages per deliver() (default 1: no batching) */
+    size_t max_batch_bytes;    /* most payload bytes per deliver() (default: no limit) */
+    int max_batch_open_ms;     /* how long a lane waits for a batch to fill (default 0:
+                                  deliver what is queued now) */
+    int wants_nulls;           /* fill act_msg.field_null (costs one more evaluation per
+                                  single-expression template) */
+    char resource[256];        /* failedResource in AWS's error document: the topic, URL,
+                                  table... (default: the action type's name) */
 };
 
 struct act_vtable {
     int version;             /* ACT_VTABLE_VERSION */
     const char *name;        /* the AWS JSON key: "republish", "kafka", ... */
     const char *aws_name;    /* failedAction in AWS's error document: "RepublishAction" */
+    /* Validates cfg->params (unknown keys are an InvalidRequestException naming them) and
+     * creates the instance; -1 with e set on error. No I/O that can block for long: connect
+     * lazily in deliver(). Thread: admin. */
     int (*open)(const act_config *cfg, act_instance **out, eng_error *e);
     /* The templates this instance needs per message (borrowed from the instance). */
     size_t (*templates)(act_instance *self, const char *const **tpl);
-    act_result (*deliver)(act_instance *self, const act_msg *m, char *err, size_t cap);
+    /* Delivers batch[0..n) in order on lane `lane` (0 <= lane < self->lanes). Sets *ndone to
+     * the number of leading messages delivered. Returns ACT_OK when *ndone == n; otherwise the
+     * outcome of batch[*ndone] (ACT_RETRY or ACT_FAIL), with a message in err[0..cap), and
+     * nothing after batch[*ndone] may have been delivered. */
+    act_result (*deliver)(act_instance *self, int lane, const act_msg *const *batch, size_t n,
+                          size_t *ndone, char *err, size_t cap);
+    /* What deliver() would send for batch[0..n), rendered as text for tests (an HTTP request,
+     * a Kafka record, SQL with its parameters, a JSON line). Pure: no I/O. 0 or -1 with a
+     * message in out. */
+    int (*format)(act_instance *self, const act_msg *const *batch, size_t n, act_buf *out);
     void (*close)(act_instance *self);
-    /* version 1 ends here; append only and bump the version */
+    /* version 2 ends here; append only and bump the version */
 };
 
 /* The compiled-in action types (actions/registry.c, from actions/actions.def). */
 const act_vtable *act_lookup(const char *name);
+/* "republish, kafka, ..." for error messages (static). */
+const char *act_names(void);
+
+/* {====== retry policy (pipeline.c) */
+
+/* Exponential backoff with full jitter: before retry k (1-based) the lane sleeps a uniform
+ * random time in [0, min(max_ms, base_ms * 2^(k-1))]; a message is given up (failure path)
+ * after `attempts` tries or once `total_ms` have passed since its first try. */
+typedef struct act_retry_policy {
+    int attempts;   /* default 8 */
+    int base_ms;    /* default 100 */
+    int max_ms;     /* default 10000 */
+    int total_ms;   /* default 60000 */
+} act_retry_policy;
+
+/* The sleep before retry k (1-based) of policy p, drawn from *seed. Thread: any. */
+int act_retry_delay_ms(const act_retry_policy *p, int k, uint64_t *seed);
+
+/* }====== */
+
+/* {====== rendering (render.c): substituted templates, shared by workers and the failure path */
+
+/* The substituted templates of one action for one fired message. The strings live in the
+ * buffer and stay valid until the next act_render() on it. */
+#define ACT_MAX_FIELDS 64 /* rule.c caps templates per rule at 64 */
+
+typedef struct act_fields {
+    const char *f[ACT_MAX_FIELDS];
+    size_t len[ACT_MAX_FIELDS];
+    unsigned char null[ACT_MAX_FIELDS];
+    size_t n;
+    char *buf;
+    size_t buflen, bufcap;
+} act_fields;
+
+/* After a fired sql_exec_run*() on x: substitutes templates [base, base + n) into *fs (null
+ * flags too when wants_nulls). Returns 0, or -1 with a message in err. Thread: owner of x. */
+int act_render(sql_exec *x, uint32_t base, uint32_t n, int wants_nulls, act_fields *fs,
+               char *err, size_t cap);
+void act_fields_deinit(act_fields *fs);
+
+/* }====== */
+
+/* {====== delivery pipeline (pipeline.c) */
+
+typedef struct act_pipe act_pipe;
+typedef struct act_dlq act_dlq;
+
+/* Who a pipeline delivers for: its rule and place in it, for the failure path and metrics. */
+typedef struct act_owner {
+    const char *rule_name;          /* copied */
+    const uint64_t *rule_revision;  /* the rule's (set before the rule is published) */
+    int index;                      /* position in the rule's actions; -1: the error action */
+    act_pipe *error_pipe;           /* the rule's error action (outlives this pipe), or NULL */
+    const sql_program *prog;        /* the rule's program (outlives this pipe): the failure
+                                       path re-renders the error action's templates with it */
+    uint32_t err_tpl_base, err_ntpl;/* the error action's templates inside prog */
+    int err_wants_nulls;
+    act_dlq *dlq;                   /* the dead-letter store (outlives every pipe) */
+    const eng_config *cfg;          /* queue depth, retry policy */
+} act_owner;
+
+/* Delivery counters of one pipeline, for /metrics. */
+#define ACT_LAT_BUCKETS 18          /* delivery latency: 1 us .. 131 ms, powers of two, +Inf */
+typedef struct act_pipe_stats {
+    _Atomic uint64_t delivered, failed, retries, overflow, batches, batch_msgs;
+    _Atomic uint64_t latency[ACT_LAT_BUCKETS + 1];
+    _Atomic uint64_t latency_sum_ns;
+} act_pipe_stats;
+
+/* Starts inst's lanes (inst->lanes threads, each with a queue of cfg->action_queue_depth
+ * messages). Takes ownership of inst: act_pipe_close() closes it. NULL with e set on failure
+ * (inst is then closed too). Thread: admin. */
+act_pipe *act_pipe_new_take(act_instance *inst, const act_owner *o, eng_error *e);
+
+/* Queues one fired message for delivery: copies payload and fields into one allocation and
+ * retains `in`. When the lane's queue is full the message takes the failure path at once
+ * (counted as overflow); it is never dropped. redrive_id: nonzero when a dead-letter record is
+ * being re-sent (the record is resolved once delivered). Returns 0 when queued, 1 when it went
+ * down the failure path instead. Thread: any. */
+int act_pipe_submit(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
+                    const act_fields *fs, uint64_t redrive_id);
+
+/* Sends a message that cannot be delivered at all (its templates failed to evaluate) down the
+ * failure path with error err, as if its last attempt had failed. Thread: any. */
+void act_pipe_reject(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
+                     const char *err);
+
+/* Messages queued or in delivery, over all lanes. Thread: any. */
+size_t act_pipe_depth(act_pipe *p);
+const act_pipe_stats *act_pipe_stats_of(const act_pipe *p);
+act_instance *act_pipe_instance(act_pipe *p);
+
+/* Stops accepting, delivers what is queued (once a lane is stopping, a failed message is not
+ * retried at length: it goes down the failure path), joins the lanes and closes the instance.
+ * The pipe itself stays valid (stats, and as another pipe's error_pipe) until act_pipe_free().
+ * A rule closes its actions first and its error action last, then frees them all.
+ * NULL is a no-op. Thread: admin or main. */
+void act_pipe_close(act_pipe *p);
+void act_pipe_free(act_pipe *p);
+
+/* }====== */
+
+/* {====== dead-letter store (dlq/dlq.c) */
+
+/* One dead letter: what act_dlq_append() writes. Strings borrowed. */
+typedef struct act_dlq_record {
+    const char *rule;
+    uint64_t rule_revision;
+    int action_index;                /* the failed action's place in the rule */
+    const char *action;              /* its type: "http" */
+    const eng_msg *in;               /* topic, payload, clientid, qos, received_ms */
+    const char *output;              /* the rule's output sent to the action */
+    size_t output_len;
+    const act_fields *fields;        /* its substituted templates */
+    const char *const *errors;       /* every attempt's error, oldest first */
+    const int64_t *error_at;         /* ms since the epoch, per error */
+    size_t nerrors;
+    int attempts;
+} act_dlq_record;
+
+/* Opens (creating) <data_dir>/deadletter, loading the records already there. Bounded by
+ * max_bytes and max_age_s: the oldest records are evicted (and counted) past either. NULL with
+ * e set on failure. Thread: main. */
+act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_age_s,
+                      eng_error *e);
+void act_dlq_close(act_dlq *d);
+
+/* Appends r durably (written and fdatasync'ed before it returns; concurrent appends share one
+ * sync). Sets *id_out (may be NULL). 0, or -1 when the disk refused (counted; logged).
+ * Thread: any. */
+int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out);
+
+/* Marks record id as delivered or purged (a durable tombstone). Thread: any. */
+int act_dlq_resolve(act_dlq *d, uint64_t id);
+
+/* The records matching rule (NULL: any) and since (ms; 0: any), oldest first, at most limit,
+ * starting after id `after` (0: from the start), as the JSON body of GET /deadletter
+ * (malloc'd). Thread: any. */
+char *act_dlq_list_json(act_dlq *d, const char *rule, int64_t since_ms, size_t limit,
+                        uint64_t after);
+
+/* Calls fn for each live record matching rule (NULL: any) or one of ids (n > 0), oldest first,
+ * with the record parsed back (cJSON, borrowed for the call). Thread: any. */
+int act_dlq_foreach(act_dlq *d, const char *rule, const uint64_t *ids, size_t nids,
+                    int (*fn)(void *ud, uint64_t id, const cJSON *rec), void *ud);
+
+/* Purges the records of rule (NULL: all). Returns how many. Thread: any. */
+long act_dlq_purge(act_dlq *d, const char *rule);
+
+typedef struct act_dlq_stats {
+    uint64_t records, bytes, appended, evicted, resolved, write_errors;
+} act_dlq_stats;
+void act_dlq_stats_get(act_dlq *d, act_dlq_stats *out);
+
+/* }====== */
 
 #endif

@@ -22,3 +22,12 @@ const act_vtable *act_lookup(const char *name) {
             return table[i];
     return NULL;
 }
+
+const char *act_names(void) {
+    static const char names[] =
+#define ACTION(name) ", " #name
+#include "actions.def"
+#undef ACTION
+        ;
+    return names + 2;
+}

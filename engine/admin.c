@@ -9,6 +9,9 @@
  *   DELETE /rules/{name}            DeleteTopicRule
  *   POST   /rules/{name}/enable     EnableTopicRule       POST /rules/{name}/disable
  *   POST   /topics/{topic}?qos=     Publish (the topic arrives percent-encoded)
+ *   GET    /deadletter?rule=&since=&limit=&nextToken=     list dead letters (extension)
+ *   POST   /deadletter/redrive      body {"rule"} or {"ids"}: re-send through the failed action
+ *   DELETE /deadletter?rule=        purge
  *   GET    /metrics  /healthz  /readyz
  *
  * Errors have AWS's shape (status, x-amzn-ErrorType header, {"message"}), which is what the AWS
@@ -22,9 +25,12 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../actions/action.h"
 
 #define MAX_BODY (256u * 1024u)
 
@@ -181,6 +187,135 @@ static enum MHD_Result put_rule(eng_env *env, struct MHD_Connection *c, const ch
 
 /* {====== metrics */
 
+/* One series per action of each rule: {rule, action (type), index ("error" for the error
+ * action)}. */
+static void put_action_metrics(FILE *f, eng_rule **v, size_t n) {
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } counters[] = {
+        {"sluice_action_delivered_total", "counter", "Messages the action delivered.",
+         offsetof(act_pipe_stats, delivered)},
+        {"sluice_action_failed_total", "counter",
+         "Messages that took the failure path (error action or dead letters).",
+         offsetof(act_pipe_stats, failed)},
+        {"sluice_action_retries_total", "counter", "Delivery attempts retried.",
+         offsetof(act_pipe_stats, retries)},
+        {"sluice_action_overflow_total", "counter",
+         "Messages that found the action's queue full (they took the failure path).",
+         offsetof(act_pipe_stats, overflow)},
+        {"sluice_action_batches_total", "counter", "Calls to the sink.",
+         offsetof(act_pipe_stats, batches)},
+        {"sluice_action_batch_messages_total", "counter",
+         "Messages in those calls (divided by batches: the mean batch size).",
+         offsetof(act_pipe_stats, batch_msgs)},
+    };
+    for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", counters[c].name, counters[c].help,
+                counters[c].name, counters[c].type);
+        for (size_t i = 0; v && i < n; i++)
+            for (size_t k = 0; k <= v[i]->nactions; k++) {
+                eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
+                if (!a->pipe)
+                    continue;
+                const _Atomic uint64_t *x =
+                    (const _Atomic uint64_t *)((const char *)act_pipe_stats_of(a->pipe) +
+                                               counters[c].off);
+                char idx[16];
+                snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
+                fprintf(f, "%s{rule=\"%s\",action=\"%s\",index=\"%s\"} %llu\n",
+                        counters[c].name, v[i]->name, a->vt->name, idx,
+                        (unsigned long long)atomic_load(x));
+            }
+    }
+    fprintf(f, "# HELP sluice_action_queue_depth Messages queued or in delivery.\n"
+               "# TYPE sluice_action_queue_depth gauge\n");
+    for (size_t i = 0; v && i < n; i++)
+        for (size_t k = 0; k <= v[i]->nactions; k++) {
+            eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
+            if (!a->pipe)
+                continue;
+            char idx[16];
+            snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
+            fprintf(f, "sluice_action_queue_depth{rule=\"%s\",action=\"%s\",index=\"%s\"} %zu\n",
+                    v[i]->name, a->vt->name, idx, act_pipe_depth(a->pipe));
+        }
+    fprintf(f, "# HELP sluice_action_delivery_seconds From queueing to delivery.\n"
+               "# TYPE sluice_action_delivery_seconds histogram\n");
+    for (size_t i = 0; v && i < n; i++)
+        for (size_t k = 0; k <= v[i]->nactions; k++) {
+            eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
+            if (!a->pipe)
+                continue;
+            const act_pipe_stats *st = act_pipe_stats_of(a->pipe);
+            char lbl[300];
+            snprintf(lbl, sizeof lbl, "rule=\"%s\",action=\"%s\",index=\"", v[i]->name,
+                     a->vt->name);
+            char idx[16];
+            snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
+            uint64_t cum = 0;
+            for (int b = 0; b < ACT_LAT_BUCKETS; b++) {
+                cum += atomic_load(&st->latency[b]);
+                fprintf(f, "sluice_action_delivery_seconds_bucket{%s%s\",le=\"%g\"} %llu\n", lbl,
+                        idx, (double)(1u << b) / 1e6, (unsigned long long)cum);
+            }
+            cum += atomic_load(&st->latency[ACT_LAT_BUCKETS]);
+            fprintf(f, "sluice_action_delivery_seconds_bucket{%s%s\",le=\"+Inf\"} %llu\n"
+                       "sluice_action_delivery_seconds_sum{%s%s\"} %.9f\n"
+                       "sluice_action_delivery_seconds_count{%s%s\"} %llu\n",
+                    lbl, idx, (unsigned long long)cum, lbl, idx,
+                    (double)atomic_load(&st->latency_sum_ns) / 1e9, lbl, idx,
+                    (unsigned long long)cum);
+        }
+}
+
+static enum MHD_Result deadletter(eng_env *env, struct MHD_Connection *c, const char *url,
+                                  const char *method, req *q) {
+    if (!env->dlq)
+        return fail(c, 503, "ServiceUnavailableException", "no dead-letter store");
+    const char *rule = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "rule");
+    if (!strcmp(url, "/deadletter/redrive")) {
+        if (strcmp(method, "POST"))
+            return fail(c, 405, "InvalidRequestException", "use POST");
+        eng_error e;
+        memset(&e, 0, sizeof e);
+        char *s = eng_redrive(env, q->body, q->len, &e);
+        if (!s)
+            return reply_error(c, &e);
+        enum MHD_Result rc = reply_json(c, 200, s);
+        free(s);
+        return rc;
+    }
+    if (strcmp(url, "/deadletter") && strcmp(url, "/deadletter/"))
+        return fail(c, 404, "ResourceNotFoundException", "no such route");
+    if (!strcmp(method, "DELETE")) {
+        long n = act_dlq_purge(env->dlq, rule && *rule ? rule : NULL);
+        char s[64];
+        snprintf(s, sizeof s, "{\"purged\":%ld}", n);
+        eng_log(ENG_LOG_INFO, "deadletter.purged", "%ld dead letters purged%s%s", n,
+                rule ? " of rule " : "", rule ? rule : "");
+        return reply_json(c, 200, s);
+    }
+    if (strcmp(method, "GET"))
+        return fail(c, 405, "InvalidRequestException", "method not allowed");
+    const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    const char *next = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "nextToken");
+    char *end;
+    long long sms = since ? strtoll(since, &end, 10) : 0;
+    if (since && (*end || sms < 0))
+        return fail(c, 400, "InvalidRequestException",
+                    "since must be a time in milliseconds since the epoch");
+    long limit = lim ? strtol(lim, &end, 10) : 100;
+    if (lim && (*end || limit < 1 || limit > 1000))
+        return fail(c, 400, "InvalidRequestException", "limit must be from 1 to 1000");
+    unsigned long long after = next ? strtoull(next, NULL, 10) : 0;
+    char *s = act_dlq_list_json(env->dlq, rule && *rule ? rule : NULL, sms, (size_t)limit, after);
+    enum MHD_Result rc = s ? reply_json(c, 200, s) : fail(c, 500, "InternalException", "oom");
+    free(s);
+    return rc;
+}
+
 static void put_metrics(eng_env *env, char **out, size_t *outlen) {
     char *buf = NULL;
     size_t len = 0;
@@ -196,7 +331,9 @@ static void put_metrics(eng_env *env, char **out, size_t *outlen) {
                "sluice_messages_in_total{source=\"http\"} %llu\n",
             (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_MQTT]),
             (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_HTTP]));
-    static const char *const reasons[] = {"queue_full", "republish_loop", "too_large"};
+    static const char *const reasons[] = {"queue_full", "republish_loop", "too_large",
+                                          "deadletter_write"}; /* ORDER ENG_DROP_* */
+    _Static_assert(sizeof reasons / sizeof reasons[0] == ENG_DROP_COUNT_, "reasons");
     fprintf(f, "# HELP sluice_dropped_total Messages not processed, by reason.\n"
                "# TYPE sluice_dropped_total counter\n");
     for (int i = 0; i < ENG_DROP_COUNT_; i++)
@@ -241,14 +378,28 @@ static void put_metrics(eng_env *env, char **out, size_t *outlen) {
     for (size_t i = 0; v && i < n; i++)
         fprintf(f, "sluice_rule_errors_total{rule=\"%s\"} %llu\n", v[i]->name,
                 (unsigned long long)atomic_load(&v[i]->errors));
-    fprintf(f, "# TYPE sluice_action_success_total counter\n");
-    for (size_t i = 0; v && i < n; i++)
-        fprintf(f, "sluice_action_success_total{rule=\"%s\"} %llu\n", v[i]->name,
-                (unsigned long long)atomic_load(&v[i]->action_ok));
-    fprintf(f, "# TYPE sluice_action_failure_total counter\n");
-    for (size_t i = 0; v && i < n; i++)
-        fprintf(f, "sluice_action_failure_total{rule=\"%s\"} %llu\n", v[i]->name,
-                (unsigned long long)atomic_load(&v[i]->action_failed));
+    put_action_metrics(f, v, n);
+    act_dlq_stats ds = {0};
+    if (env->dlq)
+        act_dlq_stats_get(env->dlq, &ds);
+    fprintf(f, "# HELP sluice_deadletter_records Dead letters in the store.\n"
+               "# TYPE sluice_deadletter_records gauge\n"
+               "sluice_deadletter_records %llu\n"
+               "# TYPE sluice_deadletter_bytes gauge\n"
+               "sluice_deadletter_bytes %llu\n"
+               "# TYPE sluice_deadletter_appended_total counter\n"
+               "sluice_deadletter_appended_total %llu\n"
+               "# HELP sluice_deadletter_evicted_total Dead letters evicted by the size or age "
+               "bound.\n"
+               "# TYPE sluice_deadletter_evicted_total counter\n"
+               "sluice_deadletter_evicted_total %llu\n"
+               "# TYPE sluice_deadletter_resolved_total counter\n"
+               "sluice_deadletter_resolved_total %llu\n"
+               "# TYPE sluice_deadletter_write_errors_total counter\n"
+               "sluice_deadletter_write_errors_total %llu\n",
+            (unsigned long long)ds.records, (unsigned long long)ds.bytes,
+            (unsigned long long)ds.appended, (unsigned long long)ds.evicted,
+            (unsigned long long)ds.resolved, (unsigned long long)ds.write_errors);
     for (size_t i = 0; v && i < n; i++)
         eng_rule_release(v[i]);
     free(v);
@@ -350,8 +501,7 @@ static enum MHD_Result route(eng_env *env, struct MHD_Connection *c, const char 
         return fail(c, 405, "InvalidRequestException", "method not allowed");
     }
     if (!strncmp(url, "/deadletter", 11))
-        return fail(c, 501, "InvalidRequestException",
-                    "the dead-letter store is not available in this build");
+        return deadletter(env, c, url, method, q);
     return fail(c, 404, "ResourceNotFoundException", "no such route");
 }
 

@@ -29,6 +29,15 @@ void eng_config_defaults(eng_config *c) {
     c->republish_max_hops = 8;
     snprintf(c->account_id, sizeof c->account_id, "000000000000");
     snprintf(c->region, sizeof c->region, "local");
+    c->action_queue_depth = 10000;
+    c->retry_attempts = 8;
+    c->retry_base_ms = 100;
+    c->retry_max_ms = 10000;
+    c->retry_total_ms = 60000;
+    c->http_timeout_ms = 3000;
+    c->http_connect_timeout_ms = 3000;
+    c->dlq_max_bytes = 1024LL * 1024 * 1024;
+    c->dlq_max_age_s = 7LL * 24 * 3600;
 }
 
 static int set_str(char *dst, size_t cap, const cJSON *v, const char *key, char *err,
@@ -93,6 +102,127 @@ static int mqtt_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
     return 0;
 }
 
+static int set_ll(long long *dst, const cJSON *v, const char *key, long long min, char *err,
+                  size_t ecap) {
+    if (!cJSON_IsNumber(v) || v->valuedouble < (double)min || v->valuedouble > 9.0e15 ||
+        v->valuedouble != (double)(long long)v->valuedouble) {
+        snprintf(err, ecap, "config: \"%s\" must be an integer of at least %lld", key, min);
+        return -1;
+    }
+    *dst = (long long)v->valuedouble;
+    return 0;
+}
+
+static int retry_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "attempts"))
+            rc = set_int(&c->retry_attempts, v, "actions.retry.attempts", 1, 1000, err, cap);
+        else if (!strcmp(k, "baseMs"))
+            rc = set_int(&c->retry_base_ms, v, "actions.retry.baseMs", 0, 3600000, err, cap);
+        else if (!strcmp(k, "maxMs"))
+            rc = set_int(&c->retry_max_ms, v, "actions.retry.maxMs", 0, 3600000, err, cap);
+        else if (!strcmp(k, "totalMs"))
+            rc = set_int(&c->retry_total_ms, v, "actions.retry.totalMs", 0, 86400000, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"actions.retry.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* "allowedHosts": ["a.example", "127.0.0.1"] -> "a.example,127.0.0.1" */
+static int hosts_list(eng_config *c, const cJSON *v, char *err, size_t cap) {
+    if (!cJSON_IsArray(v)) {
+        snprintf(err, cap, "config: \"actions.http.allowedHosts\" must be an array of strings");
+        return -1;
+    }
+    size_t len = 0;
+    c->http_allowed_hosts[0] = '\0';
+    const cJSON *h;
+    cJSON_ArrayForEach(h, v) {
+        if (!cJSON_IsString(h) || !h->valuestring[0] || strchr(h->valuestring, ',')) {
+            snprintf(err, cap, "config: \"actions.http.allowedHosts\" must hold host names");
+            return -1;
+        }
+        int n = snprintf(c->http_allowed_hosts + len, sizeof c->http_allowed_hosts - len, "%s%s",
+                         len ? "," : "", h->valuestring);
+        if (n < 0 || (size_t)n >= sizeof c->http_allowed_hosts - len) {
+            snprintf(err, cap, "config: \"actions.http.allowedHosts\" is too long");
+            return -1;
+        }
+        len += (size_t)n;
+    }
+    return 0;
+}
+
+static int http_action_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "allowedHosts"))
+            rc = hosts_list(c, v, err, cap);
+        else if (!strcmp(k, "timeoutMs"))
+            rc = set_int(&c->http_timeout_ms, v, "actions.http.timeoutMs", 1, 600000, err, cap);
+        else if (!strcmp(k, "connectTimeoutMs"))
+            rc = set_int(&c->http_connect_timeout_ms, v, "actions.http.connectTimeoutMs", 1,
+                         600000, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"actions.http.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+static int actions_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "queueDepth"))
+            rc = set_int(&c->action_queue_depth, v, "actions.queueDepth", 1, 1 << 24, err, cap);
+        else if (!strcmp(k, "retry") && cJSON_IsObject(v))
+            rc = retry_section(c, v, err, cap);
+        else if (!strcmp(k, "http") && cJSON_IsObject(v))
+            rc = http_action_section(c, v, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"actions.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+static int deadletter_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "maxBytes"))
+            rc = set_ll(&c->dlq_max_bytes, v, "deadLetter.maxBytes", 4096, err, cap);
+        else if (!strcmp(k, "maxAgeSeconds"))
+            rc = set_ll(&c->dlq_max_age_s, v, "deadLetter.maxAgeSeconds", 1, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"deadLetter.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -140,6 +270,10 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
             rc = set_str(c->account_id, sizeof c->account_id, v, k, err, cap);
         else if (!strcmp(k, "region"))
             rc = set_str(c->region, sizeof c->region, v, k, err, cap);
+        else if (!strcmp(k, "actions") && cJSON_IsObject(v))
+            rc = actions_section(c, v, err, cap);
+        else if (!strcmp(k, "deadLetter") && cJSON_IsObject(v))
+            rc = deadletter_section(c, v, err, cap);
         else {
             snprintf(err, cap, "config: unknown key \"%s\"", k);
             rc = -1;
@@ -175,7 +309,9 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
                 err, cap) ||
         env_str("SLUICE_MQTT_CA_FILE", c->mqtt_ca_file, sizeof c->mqtt_ca_file, err, cap) ||
         env_str("SLUICE_MQTT_CERT_FILE", c->mqtt_cert_file, sizeof c->mqtt_cert_file, err, cap) ||
-        env_str("SLUICE_MQTT_KEY_FILE", c->mqtt_key_file, sizeof c->mqtt_key_file, err, cap))
+        env_str("SLUICE_MQTT_KEY_FILE", c->mqtt_key_file, sizeof c->mqtt_key_file, err, cap) ||
+        env_str("SLUICE_HTTP_ALLOWED_HOSTS", c->http_allowed_hosts,
+                sizeof c->http_allowed_hosts, err, cap))
         return -1;
     const char *w = getenv("SLUICE_WORKERS");
     if (w) {

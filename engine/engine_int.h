@@ -81,6 +81,14 @@ typedef struct eng_config {
     int republish_max_hops;   /* loop protection bound, default 8 */
     char account_id[32];      /* accountid() and rule ARNs, default "000000000000" */
     char region[32];          /* for ARNs, default "local" */
+    /* actions (see actions/action.h) */
+    int action_queue_depth;   /* messages per delivery lane, default 10000 */
+    int retry_attempts, retry_base_ms, retry_max_ms, retry_total_ms; /* 8, 100, 10000, 60000 */
+    char http_allowed_hosts[1024]; /* comma-separated host names; empty: any host */
+    int http_timeout_ms;      /* whole request, default 3000 (AWS's HTTP action timeout) */
+    int http_connect_timeout_ms; /* default 3000 */
+    long long dlq_max_bytes;  /* dead-letter store bound, default 1 GiB */
+    long long dlq_max_age_s;  /* records older than this are evicted, default 7 days */
 } eng_config;
 
 /* Defaults of DESIGN.md. Thread: any. */
@@ -88,7 +96,9 @@ void eng_config_defaults(eng_config *c);
 /* Overlays a JSON config file (keys: "mqtt": {"url", "clientId", "username", "password",
  * "caFile", "certFile", "keyFile", "version", "sharedGroup", "keepalive"}, "http": {"addr"},
  * "dataDir", "workers", "queueDepth", "adminToken", "logLevel", "republishMaxHops",
- * "accountId", "region"). Unknown keys are an error (typos must not pass silently). Returns 0
+ * "accountId", "region", "actions": {"queueDepth", "retry": {"attempts", "baseMs", "maxMs",
+ * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs"}},
+ * "deadLetter": {"maxBytes", "maxAgeSeconds"}). Unknown keys are an error (typos must not pass silently). Returns 0
  * or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
 /* Overlays SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
@@ -102,7 +112,10 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap);
 /* {====== metrics (metrics.c): counters read by GET /metrics */
 
 enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_COUNT_ };
-enum { ENG_DROP_QUEUE_FULL, ENG_DROP_LOOP, ENG_DROP_TOO_LARGE, ENG_DROP_COUNT_ };
+/* ENG_DROP_DLQ_WRITE: a message that failed and could not be written to the dead-letter store
+ * either (disk full): the one way a message can be lost, so it is counted and logged. */
+enum { ENG_DROP_QUEUE_FULL, ENG_DROP_LOOP, ENG_DROP_TOO_LARGE, ENG_DROP_DLQ_WRITE,
+       ENG_DROP_COUNT_ };
 #define ENG_LAT_BUCKETS 16 /* evaluation latency histogram: 1 us .. 32 ms, powers of two */
 
 typedef struct eng_metrics {
@@ -141,6 +154,7 @@ int eng_error_set(eng_error *e, int status, const char *type, const char *fmt, .
 /* {====== incoming messages */
 
 typedef struct eng_msg {
+    _Atomic int refs;     /* a worker and every action queue holding it */
     char *topic;          /* NUL-terminated */
     size_t topic_len;
     void *payload;
@@ -154,10 +168,17 @@ typedef struct eng_msg {
     sql_user_prop *user;  /* owned copy of props.user */
 } eng_msg;
 
-/* Copies everything into one new message; NULL on OOM. Thread: any. */
+/* Copies everything into one new message with one reference; NULL on OOM. Thread: any. */
 eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      const sql_mqtt_props *props, const char *clientid, int source);
+/* Reference counting: action queues keep the incoming message for the failure path (AWS's
+ * error document carries the original payload). eng_msg_free() drops one reference and frees
+ * at the last; NULL is a no-op. Thread: any. */
+eng_msg *eng_msg_retain(eng_msg *m);
 void eng_msg_free(eng_msg *m);
+/* The SQL library's view of m, for rule rule_name (strings borrowed from m). Thread: any. */
+void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
+                 sql_message *out);
 
 /* }====== */
 
@@ -167,9 +188,12 @@ typedef struct act_instance act_instance;
 typedef struct act_vtable act_vtable;
 typedef struct eng_env eng_env; /* services actions may use (engine.c) */
 
+typedef struct act_pipe act_pipe;
+
 typedef struct eng_action {
     const act_vtable *vt;
-    act_instance *inst;
+    act_instance *inst;      /* owned by pipe once the pipe exists */
+    act_pipe *pipe;          /* the action's delivery pipeline (actions/pipeline.c) */
     uint32_t tpl_base, ntpl; /* the action's templates inside the rule's program */
 } eng_action;
 
@@ -303,8 +327,11 @@ void eng_mqtt_free(eng_mqtt *mq);
 
 /* {====== services shared with actions, and the REST API (admin.c) */
 
+typedef struct act_dlq act_dlq;
+
 struct eng_env {
     const eng_config *cfg;
+    act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
     eng_workers *workers;
     eng_registry *registry;
@@ -314,6 +341,11 @@ typedef struct eng_admin eng_admin;
 /* Serves the REST API of DESIGN.md on cfg->http_addr. Thread: main. */
 eng_admin *eng_admin_start(eng_env *env, eng_error *e);
 void eng_admin_stop(eng_admin *a);
+
+/* POST /deadletter/redrive: body {"rule": name} or {"ids": [...]}; returns the response JSON
+ * {"redriven": N, "skipped": [{"id", "reason"}]} (malloc'd) or NULL with e set (redrive.c).
+ * Thread: admin. */
+char *eng_redrive(eng_env *env, const char *body, size_t n, eng_error *e);
 
 /* `sluice serve`: wires everything and runs until SIGTERM/SIGINT. Returns the exit code. */
 int eng_serve_main(int argc, char **argv);

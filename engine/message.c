@@ -25,6 +25,7 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
     eng_msg *m = calloc(1, sizeof *m + sizeof(sql_user_prop) * nuser + extra);
     if (!m)
         return NULL;
+    atomic_init(&m->refs, 1);
     m->user = (sql_user_prop *)(m + 1);
     char *p = (char *)(m->user + nuser);
 #define COPY(dst, src, n)                                                                          \
@@ -76,7 +77,28 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
     return m;
 }
 
-void eng_msg_free(eng_msg *m) { free(m); }
+eng_msg *eng_msg_retain(eng_msg *m) {
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void eng_msg_free(eng_msg *m) {
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        free(m);
+}
+
+void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
+                 sql_message *out) {
+    *out = (sql_message){.topic = m->topic,
+                         .topic_len = m->topic_len,
+                         .payload = m->payload,
+                         .payload_len = m->payload_len,
+                         .clientid = m->clientid,
+                         .accountid = accountid,
+                         .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
+                         .rule_name = rule_name,
+                         .props = &m->props};
+}
 
 int eng_error_set(eng_error *e, int status, const char *type, const char *fmt, ...) {
     e->status = status;

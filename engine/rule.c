@@ -44,8 +44,8 @@ static int open_action(const cJSON *obj, const char *rule, eng_env *env, eng_act
     const act_vtable *vt = act_lookup(params->string);
     if (!vt)
         return eng_error_set(e, 400, "InvalidRequestException",
-                             "unknown action type '%s' (sluice supports: republish)",
-                             params->string);
+                             "unknown action type '%s' (sluice supports: %s)",
+                             params->string, act_names());
     if (!cJSON_IsObject(params))
         return eng_error_set(e, 400, "InvalidRequestException",
                              "action '%s' must be an object", params->string);
@@ -59,11 +59,54 @@ static int open_action(const cJSON *obj, const char *rule, eng_env *env, eng_act
     return 0;
 }
 
+/* Drains and stops the action's pipeline (which closes the instance). */
 static void close_action(eng_action *a) {
-    if (a->vt && a->inst)
+    if (a->pipe)
+        act_pipe_close(a->pipe);
+    else if (a->vt && a->inst)
         a->vt->close(a->inst);
-    a->vt = NULL;
     a->inst = NULL;
+}
+
+static void free_action(eng_action *a) {
+    act_pipe_free(a->pipe);
+    a->pipe = NULL;
+    a->vt = NULL;
+}
+
+/* Starts the pipelines: the error action's first, since every other one hands it failures. */
+static int start_pipes(eng_rule *r, eng_env *env, eng_error *e) {
+    eng_action *ea = &r->error_action;
+    act_owner o = {.rule_name = r->name,
+                   .rule_revision = &r->revision,
+                   .index = -1,
+                   .prog = r->prog,
+                   .dlq = env ? env->dlq : NULL,
+                   .cfg = env ? env->cfg : NULL};
+    if (ea->vt) {
+        act_instance *inst = ea->inst;
+        ea->inst = NULL;
+        if (!(ea->pipe = act_pipe_new_take(inst, &o, e)))
+            return -1;
+        ea->inst = inst;
+        o.error_pipe = ea->pipe;
+        o.err_tpl_base = ea->tpl_base;
+        o.err_ntpl = ea->ntpl;
+        o.err_wants_nulls = inst->wants_nulls;
+    }
+    for (size_t i = 0; i < r->nactions; i++) {
+        eng_action *a = &r->actions[i];
+        act_instance *inst = a->inst;
+        o.index = (int)i;
+        a->inst = NULL;
+        if (!(a->pipe = act_pipe_new_take(inst, &o, e))) {
+            for (size_t j = i + 1; j < r->nactions; j++) /* not yet owned by a pipe */
+                close_action(&r->actions[j]);
+            return -1;
+        }
+        a->inst = inst;
+    }
+    return 0;
 }
 
 /* Rejects a republish whose literal topic matches the rule's own FROM filter: decidable
@@ -194,6 +237,8 @@ eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *en
     for (size_t i = 0; i < r->nactions; i++)
         if (loop_check(&r->actions[i], filter, e))
             goto fail;
+    if (start_pipes(r, env, e))
+        goto fail;
     char *norm = cJSON_PrintUnformatted(root);
     r->payload_json = norm;
     r->created_at = (int64_t)time(NULL);
@@ -213,9 +258,13 @@ eng_rule *eng_rule_retain(eng_rule *r) {
 void eng_rule_release(eng_rule *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
+    /* drain the actions first: their failures still go to the error action */
     for (size_t i = 0; i < r->nactions; i++)
         close_action(&r->actions[i]);
     close_action(&r->error_action);
+    for (size_t i = 0; i < r->nactions; i++)
+        free_action(&r->actions[i]);
+    free_action(&r->error_action);
     sql_program_free(r->prog);
     free(r->actions);
     free(r->sql);

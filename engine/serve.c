@@ -3,12 +3,15 @@
  * the workers, the MQTT connections and the REST API, then wait for SIGTERM or SIGINT.
  *
  * Shutdown drains instead of dropping: stop reading MQTT, stop the REST API (no new
- * publishes), let the workers finish every queued message, then let the output connection
- * send what is queued, and exit 0. Signals are blocked in every thread and taken by the main
+ * publishes), let the workers finish every queued message, then drain every action pipeline
+ * (what cannot be delivered goes to the dead-letter store), let the output connection send
+ * what is queued, and exit 0. Signals are blocked in every thread and taken by the main
  * thread with sigtimedwait(), which also gives it a once-a-second tick to free old rule
  * snapshots.
  */
 #include "engine_int.h"
+
+#include "../actions/action.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -55,6 +58,12 @@ int eng_serve_main(int argc, char **argv) {
     eng_error e;
     memset(&e, 0, sizeof e);
     eng_admin *admin = NULL;
+    env.dlq = act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s, &e);
+    if (!env.dlq) {
+        eng_log(ENG_LOG_ERROR, "deadletter.open", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     if (!env.registry)
         goto out;
@@ -104,9 +113,12 @@ out:
     eng_admin_stop(admin);
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
+    /* freeing the rules drains every action pipeline; republish still needs the broker
+     * connection then, and failures still need the dead-letter store */
+    eng_registry_free(env.registry);
     eng_mqtt_free(env.mqtt);
     eng_workers_free(env.workers);
-    eng_registry_free(env.registry);
+    act_dlq_close(env.dlq);
     if (rc == 0)
         eng_log(ENG_LOG_INFO, "serve.stopped", "all queued messages processed");
     return rc;

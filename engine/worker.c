@@ -89,104 +89,15 @@ int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms) {
     return 0;
 }
 
-/* {====== delivery */
+/* {====== hand-off to the actions */
 
-typedef struct fieldbuf {
-    char *p;
-    size_t len, cap;
-} fieldbuf;
-
-static int fb_put(fieldbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap * 2 : 1024;
-        while (c < b->len + n + 1)
-            c *= 2;
-        char *p = realloc(b->p, c);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len++] = '\0';
-    return 0;
-}
-
-/* Delivers through action a, with its templates substituted; retries ACT_RETRY a few times
- * with a short backoff (the worker keeps per-topic order). */
-static act_result deliver(sql_exec *x, const eng_rule *r, const eng_action *a, const eng_msg *m,
-                          const char *payload, size_t plen, fieldbuf *fb, char *err,
-                          size_t errcap) {
-    enum { MAXF = 64 }; /* rule.c allows 64 templates per rule */
-    const char *fields[MAXF];
-    size_t lens[MAXF], offs[MAXF];
-    fb->len = 0;
-    for (uint32_t k = 0; k < a->ntpl && k < MAXF; k++) {
-        sql_output o;
-        if (sql_exec_template(x, a->tpl_base + k, &o) != SQL_OK) {
-            snprintf(err, errcap, "substitution failed: %s", sql_exec_errmsg(x));
-            return ACT_FAIL;
-        }
-        offs[k] = fb->len;
-        lens[k] = o.len;
-        if (fb_put(fb, o.data, o.len)) {
-            snprintf(err, errcap, "out of memory");
-            return ACT_FAIL;
-        }
-    }
-    for (uint32_t k = 0; k < a->ntpl && k < MAXF; k++)
-        fields[k] = fb->p + offs[k];
-    act_msg am = {r->name, payload, plen, fields, lens, m};
-    act_result res = ACT_FAIL;
-    for (int attempt = 0; attempt < 4; attempt++) {
-        res = a->vt->deliver(a->inst, &am, err, errcap);
-        if (res != ACT_RETRY)
-            break;
-        struct timespec ts = {0, (long)(10000000L << attempt)}; /* 10, 20, 40 ms */
-        nanosleep(&ts, NULL);
-    }
-    return res;
-}
-
-/* AWS's error-action document for a failed action. */
-static char *error_document(const eng_rule *r, const eng_msg *m, const eng_action *a,
-                            const char *errmsg) {
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "ruleName", r->name);
-    cJSON_AddStringToObject(d, "topic", m->topic);
-    char trace[40];
-    snprintf(trace, sizeof trace, "%016llx-%08x", (unsigned long long)m->received_ms,
-             hash(m->topic, m->topic_len));
-    cJSON_AddStringToObject(d, "cloudwatchTraceId", trace);
-    cJSON_AddStringToObject(d, "clientId", m->clientid ? m->clientid : "n/a");
-    char *b64 = malloc((m->payload_len + 2) / 3 * 4 + 1);
-    if (b64) {
-        sql_base64_encode(m->payload, m->payload_len, b64);
-        cJSON_AddStringToObject(d, "base64OriginalPayload", b64);
-        free(b64);
-    }
-    cJSON *fails = cJSON_AddArrayToObject(d, "failures");
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "failedAction", a->vt->aws_name);
-    cJSON_AddStringToObject(f, "failedResource", a->vt->name);
-    cJSON_AddStringToObject(f, "errorMessage", errmsg);
-    cJSON_AddItemToArray(fails, f);
-    char *s = cJSON_PrintUnformatted(d);
-    cJSON_Delete(d);
-    return s;
-}
-
-static void run_rule(sql_exec *x, eng_rule *r, const eng_msg *m, int matched, fieldbuf *fb) {
-    sql_message sm = {.topic = m->topic,
-                      .topic_len = m->topic_len,
-                      .payload = m->payload,
-                      .payload_len = m->payload_len,
-                      .clientid = m->clientid,
-                      .accountid = NULL,
-                      .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
-                      .rule_name = r->name,
-                      .props = &m->props};
+/* Renders each action's templates and queues the output in the action's pipeline, which
+ * delivers, retries and takes the failure path (actions/pipeline.c). A rule's actions never
+ * run on the worker, so a slow sink cannot slow the evaluation of other messages. */
+static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fields *fs,
+                     const eng_config *cfg) {
+    sql_message sm;
+    eng_msg_sql(m, r->name, cfg->account_id, &sm);
     atomic_fetch_add_explicit(&r->matched, 1, memory_order_relaxed);
     uint64_t t0 = now_ns();
     sql_output out;
@@ -205,35 +116,34 @@ static void run_rule(sql_exec *x, eng_rule *r, const eng_msg *m, int matched, fi
     /* the output must survive template evaluation: copy it once */
     char stackbuf[4096];
     char *payload = out.len <= sizeof stackbuf ? stackbuf : malloc(out.len);
-    if (!payload)
+    if (!payload) {
+        atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+        eng_log(ENG_LOG_ERROR, "rule.oom", "rule %s on topic %s: out of memory", r->name,
+                m->topic);
         return;
+    }
     memcpy(payload, out.data, out.len);
     size_t plen = out.len;
     for (size_t i = 0; i < r->nactions; i++) {
+        eng_action *a = &r->actions[i];
         char err[512] = "";
-        act_result res = deliver(x, r, &r->actions[i], m, payload, plen, fb, err, sizeof err);
-        if (res == ACT_OK) {
-            atomic_fetch_add_explicit(&r->action_ok, 1, memory_order_relaxed);
+        if (act_render(x, a->tpl_base, a->ntpl, a->inst->wants_nulls, fs, err, sizeof err)) {
+            /* a template that cannot be evaluated is a failure of this action for this
+             * message: it goes down the failure path with the error */
+            atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
+            act_pipe_reject(a->pipe, m, payload, plen, err);
             continue;
         }
-        atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
-        eng_log(ENG_LOG_WARN, "action.failed", "rule %s, %s action, topic %s: %s", r->name,
-                r->actions[i].vt->name, m->topic, err);
-        if (!r->error_action.vt)
-            continue;
-        char *doc = error_document(r, m, &r->actions[i], err);
-        char err2[512] = "";
-        if (!doc || deliver(x, r, &r->error_action, m, doc, strlen(doc), fb, err2,
-                            sizeof err2) != ACT_OK)
-            eng_log(ENG_LOG_ERROR, "error_action.failed", "rule %s: error action failed: %s",
-                    r->name, doc ? err2 : "out of memory");
-        free(doc);
+        if (act_pipe_submit(a->pipe, m, payload, plen, fs, 0) == 0)
+            atomic_fetch_add_explicit(&r->action_ok, 1, memory_order_relaxed);
+        else
+            atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
     }
     if (payload != stackbuf)
         free(payload);
 }
 
-static void process(wctx *w, sql_exec *x, const eng_msg *m, fieldbuf *fb) {
+static void process(wctx *w, sql_exec *x, eng_msg *m, act_fields *fb) {
     eng_registry *reg = w->ws->reg;
     const eng_snapshot *s = eng_registry_acquire(reg, w->id);
     static const char ingest[] = "$aws/rules/";
@@ -243,7 +153,7 @@ static void process(wctx *w, sql_exec *x, const eng_msg *m, fieldbuf *fb) {
         size_t nl = strcspn(name, "/");
         for (uint32_t i = 0; i < s->nrules; i++)
             if (strlen(s->rules[i]->name) == nl && !memcmp(s->rules[i]->name, name, nl))
-                run_rule(x, s->rules[i], m, 0, fb);
+                run_rule(x, s->rules[i], m, 0, fb, w->ws->cfg);
     } else {
         uint32_t small[64], *ids = small;
         size_t n = eng_topic_index_match(s->index, m->topic, m->topic_len, ids, 64);
@@ -255,7 +165,7 @@ static void process(wctx *w, sql_exec *x, const eng_msg *m, fieldbuf *fb) {
                 n = 0;
         }
         for (size_t i = 0; i < n; i++)
-            run_rule(x, s->rules[ids[i]], m, 1, fb);
+            run_rule(x, s->rules[ids[i]], m, 1, fb, w->ws->cfg);
         if (ids != small)
             free(ids);
     }
@@ -268,7 +178,7 @@ static void *worker_main(void *arg) {
     wctx *w = arg;
     wqueue *q = &w->ws->q[w->id];
     sql_exec *x = sql_exec_new();
-    fieldbuf fb = {0};
+    act_fields fb = {0};
     for (;;) {
         pthread_mutex_lock(&q->mu);
         while (q->len == 0 && !q->stop)
@@ -287,7 +197,7 @@ static void *worker_main(void *arg) {
             process(w, x, m, &fb);
         eng_msg_free(m);
     }
-    free(fb.p);
+    act_fields_deinit(&fb);
     sql_exec_free(x);
     free(w);
     return NULL;

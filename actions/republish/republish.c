@@ -19,6 +19,7 @@
  */
 #include "../action.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,9 @@ static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
         rp_close(&r->base);
         return -1;
     }
+    r->base.lanes = 1;
+    r->base.max_batch = 256;
+    snprintf(r->base.resource, sizeof r->base.resource, "%s", t->valuestring);
     *out = &r->base;
     return 0;
 }
@@ -149,8 +153,26 @@ static size_t rp_templates(act_instance *self, const char *const **tpl) {
     return r->ntpl;
 }
 
-static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, size_t cap) {
-    republish *r = (republish *)self;
+/* The topic of m, checked: 0, or -1 with a message in err. */
+static int rp_topic(const act_msg *m, char *topic, size_t tcap, char *err, size_t cap) {
+    if (m->field_lens[0] == 0) {
+        snprintf(err, cap, "republish topic is empty after substitution");
+        return -1;
+    }
+    if (m->field_lens[0] >= tcap) {
+        snprintf(err, cap, "republish topic is longer than %zu bytes", tcap - 1);
+        return -1;
+    }
+    memcpy(topic, m->fields[0], m->field_lens[0]);
+    topic[m->field_lens[0]] = '\0';
+    if (strchr(topic, '+') || strchr(topic, '#')) {
+        snprintf(err, cap, "republish topic '%s' contains a wildcard", topic);
+        return -1;
+    }
+    return 0;
+}
+
+static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size_t cap) {
     int hops = m->in ? m->in->hops : 0;
     if (hops >= r->env->cfg->republish_max_hops) {
         atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_LOOP], 1);
@@ -158,21 +180,9 @@ static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, si
                  hops);
         return ACT_FAIL;
     }
-    if (m->field_lens[0] == 0) {
-        snprintf(err, cap, "republish topic is empty after substitution");
-        return ACT_FAIL;
-    }
     char topic[1024];
-    if (m->field_lens[0] >= sizeof topic) {
-        snprintf(err, cap, "republish topic is longer than %zu bytes", sizeof topic - 1);
+    if (rp_topic(m, topic, sizeof topic, err, cap))
         return ACT_FAIL;
-    }
-    memcpy(topic, m->fields[0], m->field_lens[0]);
-    topic[m->field_lens[0]] = '\0';
-    if (strchr(topic, '+') || strchr(topic, '#')) {
-        snprintf(err, cap, "republish topic '%s' contains a wildcard", topic);
-        return ACT_FAIL;
-    }
     sql_mqtt_props props = {.format_indicator = r->format, .message_expiry = -1};
     sql_user_prop user[MAX_USER_PROPS];
     char corr[1024];
@@ -218,6 +228,43 @@ static act_result rp_deliver(act_instance *self, const act_msg *m, char *err, si
     return ACT_OK;
 }
 
+/* Publishing only queues the message in libmosquitto's output connection, so a batch is a
+ * loop; a lost connection is transient (the output connection reconnects). */
+static act_result rp_deliver(act_instance *self, int lane, const act_msg *const *batch,
+                             size_t n, size_t *ndone, char *err, size_t cap) {
+    republish *r = (republish *)self;
+    for (*ndone = 0; *ndone < n; ++*ndone) {
+        act_result res = rp_deliver_one(r, batch[*ndone], err, cap);
+        if (res != ACT_OK)
+            return res;
+    }
+    return ACT_OK;
+}
+
+static int rp_format(act_instance *self, const act_msg *const *batch, size_t n, act_buf *out) {
+    republish *r = (republish *)self;
+    for (size_t i = 0; i < n; i++) {
+        const act_msg *m = batch[i];
+        char topic[1024], err[256];
+        if (rp_topic(m, topic, sizeof topic, err, sizeof err)) {
+            act_buf_puts(out, err);
+            return -1;
+        }
+        act_buf_printf(out, "PUBLISH %s qos=%d\n", topic, r->qos);
+        if (r->slot_ctype >= 0)
+            act_buf_printf(out, "content-type: %s\n", m->fields[r->slot_ctype]);
+        if (r->slot_resp >= 0)
+            act_buf_printf(out, "response-topic: %s\n", m->fields[r->slot_resp]);
+        for (int k = 0; k < r->nuser; k++)
+            act_buf_printf(out, "user-property: %s=%s\n", m->fields[r->user0 + 2 * k],
+                           m->fields[r->user0 + 2 * k + 1]);
+        if (act_buf_puts(out, "\n") || act_buf_put(out, m->payload, m->payload_len) ||
+            act_buf_puts(out, "\n"))
+            return -1;
+    }
+    return 0;
+}
+
 static void rp_close(act_instance *self) {
     republish *r = (republish *)self;
     if (!r)
@@ -234,5 +281,6 @@ const act_vtable act_republish_vtable = {
     .open = rp_open,
     .templates = rp_templates,
     .deliver = rp_deliver,
+    .format = rp_format,
     .close = rp_close,
 };
