@@ -346,21 +346,20 @@ static char *record_line(const act_dlq_record *r, uint64_t id, int64_t first, in
 int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out) {
     int64_t first = r->nerrors ? r->error_at[0] : wall_ms();
     int64_t last = r->nerrors ? r->error_at[r->nerrors - 1] : first;
+    /* the id is taken and the line queued under one lock hold, so the files and the index
+     * stay in id order (the index is searched by id; loading relies on the order) */
     pthread_mutex_lock(&d->mu);
     uint64_t id = d->next_id++;
-    pthread_mutex_unlock(&d->mu);
     char *line = record_line(r, id, first, last);
     entry e = {.id = id, .live = 1, .at = last, .rule = strdup(r->rule)};
+    int rc = -1;
     if (!line || !e.rule) {
         free(line);
         free(e.rule);
-        pthread_mutex_lock(&d->mu);
         d->write_errors++;
-        pthread_mutex_unlock(&d->mu);
-        return -1;
+    } else {
+        rc = commit(d, line, &e, 0);
     }
-    pthread_mutex_lock(&d->mu);
-    int rc = commit(d, line, &e, 0);
     pthread_mutex_unlock(&d->mu);
     if (rc == 0 && id_out)
         *id_out = id;

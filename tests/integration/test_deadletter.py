@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""The failure path end to end, with the file action as the sink (a directory that does not
+exist yet is a transient failure; creating it is the sink's recovery): dead letters listed,
+surviving a restart, re-driven, purged; the error action's AWS document; SIGTERM with a failing
+sink dead-letters what is queued instead of losing it. usage: test_deadletter.py /path/to/sluice"""
+import base64, json, os, shutil, tempfile, time, unittest
+
+from harness import Broker, Sluice, http
+
+FAST_RETRY = {"actions": {"retry": {"attempts": 3, "baseMs": 5, "maxMs": 20, "totalMs": 5000}}}
+
+
+def post_rule(s, name, rule):
+    st, _, body = http("POST", f"{s.url}/rules/{name}", json.dumps(rule))
+    assert st == 200, body
+
+
+def publish(s, topic, payload):
+    st, _, body = http("POST", f"{s.url}/topics/{topic}?qos=1", json.dumps(payload))
+    assert st == 200, body
+
+
+def dead_letters(s, rule=None):
+    q = f"?rule={rule}" if rule else ""
+    st, _, body = http("GET", f"{s.url}/deadletter{q}")
+    assert st == 200, body
+    return json.loads(body)["records"]
+
+
+def wait_for(fn, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    return fn()
+
+
+def lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def metric(s, name, **labels):
+    _, _, body = http("GET", f"{s.url}/metrics")
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in body.decode().splitlines():
+        if line.startswith(name + ("{" + want if want else "")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class DeadLetters(unittest.TestCase):
+    def setUp(self):
+        self.broker = Broker()
+        self.tmp = tempfile.mkdtemp()
+        self.data = os.path.join(self.tmp, "data")
+        self.sink_dir = os.path.join(self.tmp, "sink")  # does not exist yet
+        self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
+
+    def tearDown(self):
+        self.s.stop()
+        self.broker.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def rule(self, path, error_action=None, sql="SELECT * FROM 'dev/+/t'"):
+        r = {"sql": sql, "awsIotSqlVersion": "2016-03-23",
+             "actions": [{"file": {"path": path}}]}
+        if error_action:
+            r["errorAction"] = error_action
+        return r
+
+    def test_failed_messages_are_listed_survive_restart_and_redrive(self):
+        out = os.path.join(self.sink_dir, "out.jsonl")
+        post_rule(self.s, "dl", self.rule(out))
+        for i in range(3):
+            publish(self.s, f"dev/d{i}/t", {"seq": i})
+        recs = wait_for(lambda: len(dead_letters(self.s, "dl")) == 3 and dead_letters(self.s, "dl"))
+        self.assertEqual(len(recs), 3, recs)
+        r = recs[0]
+        self.assertEqual(r["rule"], "dl")
+        self.assertEqual(r["action"], "file")
+        self.assertEqual(r["actionIndex"], 0)
+        self.assertEqual(r["topic"], "dev/d0/t")
+        self.assertEqual(json.loads(base64.b64decode(r["payload"])), {"seq": 0})
+        self.assertEqual(r["attempts"], 3)
+        self.assertEqual(len(r["errors"]), 3)
+        self.assertIn("No such file or directory", r["errors"][0]["message"])
+        self.assertLessEqual(r["firstFailureAt"], r["lastFailureAt"])
+        self.assertEqual(metric(self.s, "sluice_action_failed_total", rule="dl", action="file"), 3)
+        self.assertEqual(metric(self.s, "sluice_deadletter_records"), 3)
+        self.assertEqual(metric(self.s, "sluice_action_retries_total", rule="dl"), 6)
+
+        # a restart keeps them
+        self.assertEqual(self.s.stop(), 0)
+        self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
+        self.assertEqual(len(dead_letters(self.s, "dl")), 3)
+
+        # the sink recovers: a re-drive delivers each exactly once and empties the store
+        os.makedirs(self.sink_dir)
+        st, _, body = http("POST", f"{self.s.url}/deadletter/redrive", json.dumps({"rule": "dl"}))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["redriven"], 3)
+        got = wait_for(lambda: len(lines(out)) == 3 and lines(out))
+        self.assertEqual(sorted(x["seq"] for x in got), [0, 1, 2])
+        self.assertTrue(wait_for(lambda: dead_letters(self.s, "dl") == []))
+        self.assertEqual(len(lines(out)), 3)
+
+    def test_redrive_by_id_and_purge(self):
+        post_rule(self.s, "p", self.rule(os.path.join(self.sink_dir, "p.jsonl")))
+        for i in range(4):
+            publish(self.s, f"dev/x/t", {"seq": i})
+        recs = wait_for(lambda: len(dead_letters(self.s, "p")) == 4 and dead_letters(self.s, "p"))
+        self.assertEqual([json.loads(base64.b64decode(r["payload"]))["seq"] for r in recs],
+                         [0, 1, 2, 3], "oldest first")
+        st, _, body = http("POST", f"{self.s.url}/deadletter/redrive", '{"rule": 5}')
+        self.assertEqual(st, 400)
+        os.makedirs(self.sink_dir)
+        st, _, body = http("POST", f"{self.s.url}/deadletter/redrive",
+                           json.dumps({"ids": [recs[1]["id"]]}))
+        self.assertEqual(json.loads(body)["redriven"], 1)
+        self.assertTrue(wait_for(lambda: len(dead_letters(self.s, "p")) == 3))
+        st, _, body = http("DELETE", f"{self.s.url}/deadletter?rule=p")
+        self.assertEqual(json.loads(body), {"purged": 3})
+        self.assertEqual(dead_letters(self.s), [])
+
+    def test_redrive_after_the_rule_changed_uses_the_rule_as_it_is_now(self):
+        out = os.path.join(self.sink_dir, "c.jsonl")
+        post_rule(self.s, "c", self.rule(out, sql="SELECT seq FROM 'dev/+/t'"))
+        publish(self.s, "dev/a/t", {"seq": 7, "extra": "e"})
+        self.assertTrue(wait_for(lambda: len(dead_letters(self.s, "c")) == 1))
+        os.makedirs(self.sink_dir)
+        st, _, body = http("PATCH", f"{self.s.url}/rules/c",
+                           json.dumps(self.rule(out, sql="SELECT seq, extra FROM 'dev/+/t'")))
+        self.assertEqual(st, 200, body)
+        st, _, body = http("POST", f"{self.s.url}/deadletter/redrive", '{"rule": "c"}')
+        self.assertEqual(json.loads(body)["redriven"], 1, body)
+        got = wait_for(lambda: lines(out))
+        self.assertEqual(got, [{"seq": 7, "extra": "e"}])
+
+    def test_the_error_action_gets_aws_error_document(self):
+        errors = os.path.join(self.tmp, "errors.jsonl")
+        post_rule(self.s, "ea", self.rule(os.path.join(self.sink_dir, "x.jsonl"),
+                                          error_action={"file": {"path": errors}}))
+        publish(self.s, "dev/e1/t", {"temperature": 99})
+        docs = wait_for(lambda: lines(errors))
+        self.assertEqual(len(docs), 1, docs)
+        d = docs[0]
+        self.assertEqual(d["ruleName"], "ea")
+        self.assertEqual(d["topic"], "dev/e1/t")
+        self.assertEqual(d["clientId"], "n/a")
+        self.assertEqual(json.loads(base64.b64decode(d["base64OriginalPayload"])),
+                         {"temperature": 99})
+        f = d["failures"][0]
+        self.assertEqual(f["failedAction"], "FileAction")
+        self.assertTrue(f["failedResource"].endswith("x.jsonl"))
+        self.assertIn("No such file", f["errorMessage"])
+        self.assertIn("cloudwatchTraceId", d)
+        self.assertEqual(dead_letters(self.s, "ea"), [], "handled by the error action")
+
+    def test_sigterm_with_a_failing_sink_dead_letters_the_queue(self):
+        self.s.stop()
+        slow = {"actions": {"retry": {"attempts": 100, "baseMs": 2000, "maxMs": 2000,
+                                      "totalMs": 600000}}}
+        self.s = Sluice(self.broker.port, self.data, config=slow)
+        post_rule(self.s, "st", self.rule(os.path.join(self.sink_dir, "s.jsonl")))
+        for i in range(20):
+            publish(self.s, "dev/s/t", {"seq": i})
+        time.sleep(0.3)
+        t0 = time.time()
+        self.assertEqual(self.s.stop(), 0)
+        self.assertLess(time.time() - t0, 20, "shutdown does not wait out the retries")
+        self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
+        recs = dead_letters(self.s, "st")
+        self.assertEqual(sorted(json.loads(base64.b64decode(r["payload"]))["seq"] for r in recs),
+                         list(range(20)), "every queued message is a dead letter, none lost")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
