@@ -81,6 +81,9 @@ struct act_instance {
                                   deliver what is queued now) */
     int wants_nulls;           /* fill act_msg.field_null (costs one more evaluation per
                                   single-expression template) */
+    int deliver_inline;        /* deliver() never blocks (it only queues, as republish does
+                                  into libmosquitto): the submitting worker may call it itself
+                                  when the lane is idle, saving a thread hand-off per message */
     char resource[256];        /* failedResource in AWS's error document: the topic, URL,
                                   table... (default: the action type's name) */
 };

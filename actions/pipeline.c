@@ -48,6 +48,7 @@ struct item {
 };
 
 typedef struct lane {
+    pthread_mutex_t busy;  /* held while delivering: by the lane thread or an inline submitter */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     item *head, *tail;   /* guarded by mu */
@@ -406,8 +407,75 @@ static int queue_item(act_pipe *p, item *it) {
     return 0;
 }
 
+static void observe(act_pipe *p, uint64_t ns);
+
+/* The inline fast path (deliver_inline): when the lane has nothing queued and nobody is
+ * delivering on it, the submitter delivers itself, so order holds. 1 when it handled the
+ * message (delivered, or failed/queued for retry), 0 when the caller must queue it. */
+static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
+                      const act_fields *fs) {
+    lane *l = &p->lanes[topic_hash(in->topic, in->topic_len) % (uint32_t)p->nlanes];
+    if (pthread_mutex_trylock(&l->busy) != 0)
+        return 0;
+    pthread_mutex_lock(&l->mu);
+    int idle = l->len == 0 && !l->stop;
+    pthread_mutex_unlock(&l->mu);
+    if (!idle) {
+        pthread_mutex_unlock(&l->busy);
+        return 0;
+    }
+    act_msg m = {.rule_name = p->rule_name, .payload = payload, .payload_len = plen,
+                 .fields = fs ? fs->f : NULL, .field_lens = fs ? fs->len : NULL,
+                 .field_null = fs ? fs->null : NULL, .in = in};
+    const act_msg *mp = &m;
+    size_t done = 0;
+    char err[512] = "";
+    uint64_t t0 = now_ns();
+    act_result r = p->inst->vt->deliver(p->inst, l->id, &mp, 1, &done, err, sizeof err);
+    atomic_fetch_add_explicit(&p->stats.batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->stats.batch_msgs, 1, memory_order_relaxed);
+    if (r == ACT_OK) {
+        pthread_mutex_unlock(&l->busy);
+        atomic_fetch_add_explicit(&p->stats.delivered, 1, memory_order_relaxed);
+        observe(p, now_ns() - t0);
+        return 1;
+    }
+    item *it = item_new(p, in, payload, plen, fs);
+    if (!it) {
+        pthread_mutex_unlock(&l->busy);
+        return 0; /* the queueing path reports the OOM */
+    }
+    it->attempts = 1;
+    it->first_try_ns = t0;
+    item_error(it, "", err);
+    if (r == ACT_FAIL) {
+        pthread_mutex_unlock(&l->busy);
+        fail_item(p, it);
+        return 1;
+    }
+    /* transient: the lane retries it, ahead of anything queued since (we hold busy) */
+    pthread_mutex_lock(&l->mu);
+    if (l->stop || (!l->started && start_lane(l) != 0)) {
+        pthread_mutex_unlock(&l->mu);
+        pthread_mutex_unlock(&l->busy);
+        fail_item(p, it);
+        return 1;
+    }
+    it->next = l->head;
+    l->head = it;
+    if (!l->tail)
+        l->tail = it;
+    l->len++;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(&l->busy);
+    return 1;
+}
+
 int act_pipe_submit(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
                     const act_fields *fs, uint64_t redrive_id) {
+    if (p->inst->deliver_inline && !redrive_id && try_inline(p, in, payload, plen, fs))
+        return 0;
     item *it = item_new(p, in, payload, plen, fs);
     if (!it) {
         atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_DLQ_WRITE], 1);
@@ -597,7 +665,9 @@ static void *lane_main(void *arg) {
             }
             continue;
         }
+        pthread_mutex_lock(&l->busy);
         deliver_batch(l, batch, n, msgs);
+        pthread_mutex_unlock(&l->busy);
         atomic_store_explicit(&l->inflight, 0, memory_order_relaxed);
     }
     free(batch);
@@ -634,6 +704,7 @@ act_pipe *act_pipe_new_take(act_instance *inst, const act_owner *o, eng_error *e
     for (int i = 0; i < p->nlanes; i++) {
         lane *l = &p->lanes[i];
         pthread_mutex_init(&l->mu, NULL);
+        pthread_mutex_init(&l->busy, NULL);
         pthread_cond_init(&l->cv, NULL);
         l->p = p;
         l->id = i;
@@ -701,6 +772,7 @@ void act_pipe_free(act_pipe *p) {
     act_pipe_close(p);
     for (int i = 0; p->lanes && i < p->nlanes; i++) {
         pthread_mutex_destroy(&p->lanes[i].mu);
+        pthread_mutex_destroy(&p->lanes[i].busy);
         pthread_cond_destroy(&p->lanes[i].cv);
     }
     free(p->lanes);
