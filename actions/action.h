@@ -261,6 +261,9 @@ char *act_dlq_list_json(act_dlq *d, const char *rule, int64_t since_ms, size_t l
 int act_dlq_foreach(act_dlq *d, const char *rule, const uint64_t *ids, size_t nids,
                     int (*fn)(void *ud, uint64_t id, const cJSON *rec), void *ud);
 
+/* Evicts what is past the age bound now (the service calls it once a second). Thread: any. */
+void act_dlq_expire(act_dlq *d);
+
 /* Purges the records of rule (NULL: all). Returns how many. Thread: any. */
 long act_dlq_purge(act_dlq *d, const char *rule);
 

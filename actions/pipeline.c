@@ -587,6 +587,8 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
         if (r == ACT_OK || off == n)
             continue;
         item *it = batch[off];
+        if (!it->first_try_ns) /* not the head of the call: its first try was this one */
+            it->first_try_ns = t0;
         it->attempts++;
         item_error(it, "", err);
         if (r == ACT_FAIL) {

@@ -103,6 +103,7 @@ int eng_serve_main(int argc, char **argv) {
             break;
         }
         eng_registry_reclaim(env.registry);
+        act_dlq_expire(env.dlq);
     }
     eng_mqtt_stop_input(env.mqtt);
     eng_admin_stop(admin);

@@ -15,8 +15,9 @@
  * and syncs once; the others wait on a condition variable), so a dead sink dead-lettering
  * thousands of messages costs a few syncs, not thousands.
  *
- * Bounds: past max_bytes the oldest segment is deleted, and so is any closed segment whose
- * newest record is older than max_age; evicted live records are counted. Segments roll over at
+ * Bounds: past max_bytes the oldest segment is deleted, and so is any segment whose newest
+ * record is older than max_age (checked on every append and once a second by the service);
+ * evicted live records are counted. Segments roll over at
  * a quarter of max_bytes (at most 64 MiB), so eviction frees space in reasonable steps.
  * Rejected: SQLite or one file per record: a database for an append-mostly log is more than we
  * need, and a file per record costs an fsync of the directory per dead letter.
@@ -162,11 +163,26 @@ static void evict_oldest(act_dlq *d) {
     d->nsegs--;
 }
 
+/* Size: the oldest segments go, never the one being appended to. Age: a segment goes once its
+ * newest record is too old, the current one too (the next append starts a new one). */
 static void enforce_bounds(act_dlq *d) {
     int64_t old = wall_ms() - d->max_age_s * 1000;
-    while (d->nsegs > 1 && (d->total_bytes > (uint64_t)d->max_bytes ||
-                            (d->segs[0].newest_ms && d->segs[0].newest_ms < old)))
-        evict_oldest(d);
+    for (;;) {
+        if (d->nsegs > 1 && d->total_bytes > (uint64_t)d->max_bytes)
+            evict_oldest(d);
+        else if (d->nsegs > 0 && d->segs[0].newest_ms && d->segs[0].newest_ms < old)
+            evict_oldest(d);
+        else
+            break;
+    }
+}
+
+void act_dlq_expire(act_dlq *d) {
+    pthread_mutex_lock(&d->mu);
+    while (d->flushing)
+        pthread_cond_wait(&d->cv, &d->mu);
+    enforce_bounds(d);
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* {====== group commit */

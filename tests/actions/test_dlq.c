@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "action.h"
@@ -35,7 +36,7 @@ static uint64_t add(act_dlq *d, const char *rule, const char *topic, const char 
     eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, NULL,
                              ENG_SRC_HTTP);
     const char *errs[] = {"boom"};
-    int64_t at[] = {1000};
+    int64_t at[] = {(int64_t)time(NULL) * 1000};
     act_fields fs = {.n = 1, .f = {"field-0"}, .len = {7}};
     act_dlq_record r = {.rule = rule, .rule_revision = 1, .action_index = 0, .action = "http",
                         .in = m, .output = payload, .output_len = strlen(payload),
@@ -99,6 +100,22 @@ Test(dlq, the_size_bound_evicts_oldest_and_counts_them) {
     cr_expect(st.evicted > 0);
     cr_expect_eq(st.records + st.evicted, 200);
     cr_expect_eq((uint64_t)count(d, NULL), st.records);
+    act_dlq_close(d);
+}
+
+Test(dlq, the_age_bound_evicts_old_records) {
+    eng_error e;
+    act_dlq *d = act_dlq_open(dir, 1 << 20, 1, &e);
+    cr_assert(d);
+    add(d, "r1", "t", "old");
+    usleep(1100 * 1000);
+    act_dlq_expire(d);
+    act_dlq_stats st;
+    act_dlq_stats_get(d, &st);
+    cr_expect_eq(st.records, 0);
+    cr_expect_eq(st.evicted, 1);
+    add(d, "r1", "t", "new");
+    cr_expect_eq(count(d, NULL), 1, "appending after an eviction starts a new segment");
     act_dlq_close(d);
 }
 
