@@ -1,0 +1,390 @@
+/*
+ * test_kafka.c -- the Kafka action without an external cluster: open() validation against
+ * librdkafka's configuration, templates and format(), producer sharing, and deliveries to
+ * librdkafka's in-process mock cluster (test.mock.num.brokers) and to a closed port.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action.h"
+#include "kafka/kafka_int.h"
+
+extern const act_vtable act_kafka_vtable;
+
+/* {====== helpers */
+
+/* Nothing listens on port 1: a producer pointed there connects in the background and fails. */
+#define NOWHERE "\"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\"}"
+#define MOCK "\"clientProperties\": {\"bootstrap.servers\": \"mock:1\", " \
+             "\"test.mock.num.brokers\": \"1\""
+
+static act_instance *open_json(const char *json, eng_error *e) {
+    eng_config cfg;
+    eng_config_defaults(&cfg);
+    eng_env env = {.cfg = &cfg};
+    cJSON *params = cJSON_Parse(json);
+    cr_assert_not_null(params, "bad test JSON: %s", json);
+    act_config ac = {.params = params, .rule_name = "r", .env = &env};
+    act_instance *inst = NULL;
+    memset(e, 0, sizeof *e);
+    int rc = act_kafka_vtable.open(&ac, &inst, e);
+    cJSON_Delete(params);
+    if (rc != 0) {
+        cr_assert_null(inst);
+        return NULL;
+    }
+    inst->vt = &act_kafka_vtable;
+    return inst;
+}
+
+static act_instance *open_ok(const char *json) {
+    eng_error e;
+    act_instance *inst = open_json(json, &e);
+    cr_assert_not_null(inst, "open failed for %s: %s", json, e.message);
+    return inst;
+}
+
+static void open_fails(const char *json, const char *needle) {
+    eng_error e;
+    act_instance *inst = open_json(json, &e);
+    cr_assert_null(inst, "accepted: %s", json);
+    cr_assert_eq(e.status, 400);
+    cr_assert_str_eq(e.type, "InvalidRequestException");
+    cr_assert(strstr(e.message, needle), "error for %s is \"%s\", expected \"%s\"", json,
+              e.message, needle);
+}
+
+/* A message whose templates substituted to fields[0..n); nulls may be NULL (none null). */
+typedef struct msg {
+    act_msg m;
+    const char *f[8];
+    size_t len[8];
+    unsigned char null[8];
+} msg;
+
+static void msg_init(msg *x, const char *payload, const char *const *fields, size_t n,
+                     const unsigned char *nulls) {
+    memset(x, 0, sizeof *x);
+    for (size_t i = 0; i < n; i++) {
+        x->f[i] = fields[i];
+        x->len[i] = strlen(fields[i]);
+        x->null[i] = nulls ? nulls[i] : 0;
+    }
+    x->m.rule_name = "r";
+    x->m.payload = payload;
+    x->m.payload_len = strlen(payload);
+    x->m.fields = x->f;
+    x->m.field_lens = x->len;
+    x->m.field_null = x->null;
+}
+
+static char *format1(act_instance *inst, const act_msg *m, int *rc) {
+    act_buf b = {0};
+    const act_msg *batch[] = {m};
+    *rc = act_kafka_vtable.format(inst, batch, 1, &b);
+    return b.p;
+}
+
+/* }====== */
+
+/* {====== open() */
+
+Test(kafka, open_requires_a_topic) {
+    open_fails("{" NOWHERE "}", "\"topic\" is required");
+    open_fails("{\"topic\": \"\", " NOWHERE "}", "\"topic\" is required");
+    open_fails("{\"topic\": 7, " NOWHERE "}", "\"topic\" is required");
+}
+
+Test(kafka, open_requires_bootstrap_servers) {
+    open_fails("{\"topic\": \"t\"}", "bootstrap.servers");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"acks\": \"all\"}}",
+               "\"bootstrap.servers\" is required");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"\"}}",
+               "\"bootstrap.servers\" is required");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": \"127.0.0.1:9092\"}",
+               "\"clientProperties\" must be an object");
+}
+
+Test(kafka, open_rejects_a_property_librdkafka_does_not_know_naming_it) {
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"linger.msec\": \"5\"}}",
+               "clientProperties \"linger.msec\" refused by librdkafka: No such configuration "
+               "property: \"linger.msec\"");
+}
+
+Test(kafka, open_rejects_a_value_librdkafka_refuses_quoting_librdkafka) {
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"acks\": \"sometimes\"}}",
+               "clientProperties \"acks\" refused by librdkafka: Invalid value for "
+               "configuration property \"request.required.acks\"");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"dr_msg_cb\": \"x\"}}",
+               "clientProperties \"dr_msg_cb\" refused by librdkafka");
+}
+
+Test(kafka, open_reports_conflicts_librdkafka_finds_when_creating_the_producer) {
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"acks\": \"1\", \"enable.idempotence\": \"true\"}}",
+               "librdkafka refused clientProperties: `acks` must be set to `all`");
+    cr_assert_eq(act_kafka__producer_count(), 0);
+}
+
+Test(kafka, weaker_acks_without_idempotence_setting_turn_the_default_idempotence_off) {
+    act_instance *a = open_ok("{\"topic\": \"t\", \"clientProperties\": "
+                              "{\"bootstrap.servers\": \"127.0.0.1:1\", \"acks\": 1}}");
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, open_refuses_properties_that_load_code_or_run_commands) {
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"sasl.kerberos.kinit.cmd\": \"touch /tmp/pwned\"}}",
+               "\"sasl.kerberos.kinit.cmd\" is not allowed: it runs a shell command");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"plugin.library.paths\": \"/tmp/x.so\"}}",
+               "\"plugin.library.paths\" is not allowed");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"transactional.id\": \"x\"}}",
+               "\"transactional.id\" is not allowed");
+}
+
+Test(kafka, open_rejects_unknown_parameters_and_bad_headers) {
+    open_fails("{\"topic\": \"t\", \"qos\": 1, " NOWHERE "}", "unknown parameter \"qos\"");
+    open_fails("{\"topic\": \"t\", \"headers\": {\"k\": \"v\"}, " NOWHERE "}",
+               "\"headers\" must be an array");
+    open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\"}], " NOWHERE "}",
+               "\"headers.value\" must be a string");
+    open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\", \"value\": \"v\", "
+               "\"x\": 1}], " NOWHERE "}",
+               "unknown header field \"x\"");
+    open_fails("{\"topic\": \"t\", \"key\": 5, " NOWHERE "}", "\"key\" must be a string");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"acks\": [1]}}",
+               "clientProperties \"acks\" must be a string");
+    cr_assert_eq(act_kafka__producer_count(), 0);
+}
+
+Test(kafka, open_sets_one_lane_large_batches_and_the_topic_as_resource) {
+    act_instance *a = open_ok("{\"destinationArn\": \"arn:aws:iot:us-east-1:1:ruledestination/"
+                              "vpc/x\", \"topic\": \"telemetry-${topic(2)}\", " NOWHERE "}");
+    cr_assert_eq(a->lanes, 1);
+    cr_assert_geq(a->max_batch, 1000);
+    cr_assert_str_eq(a->resource, "telemetry-${topic(2)}");
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, templates_are_topic_key_partition_then_header_pairs) {
+    act_instance *a = open_ok("{\"topic\": \"t-${topic(2)}\", \"key\": \"${deviceId}\", "
+                              "\"partition\": \"${p}\", \"headers\": [{\"key\": \"src\", "
+                              "\"value\": \"${topic()}\"}, {\"key\": \"${h}\", \"value\": "
+                              "\"x\"}], " NOWHERE "}");
+    const char *const *tpl;
+    size_t n = act_kafka_vtable.templates(a, &tpl);
+    const char *want[] = {"t-${topic(2)}", "${deviceId}", "${p}", "src", "${topic()}",
+                          "${h}", "x"};
+    cr_assert_eq(n, 7);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_str_eq(tpl[i], want[i]);
+    act_kafka_vtable.close(a);
+}
+
+/* }====== */
+
+/* {====== format() */
+
+Test(kafka, format_renders_one_json_line_per_record_with_substituted_templates) {
+    act_instance *a = open_ok("{\"topic\": \"tele-${topic(2)}\", \"key\": \"${deviceId}\", "
+                              "\"headers\": [{\"key\": \"site\", \"value\": \"${topic(2)}\"}, "
+                              "{\"key\": \"q\", \"value\": \"a\\\"b\"}], " NOWHERE "}");
+    const char *f1[] = {"tele-s1", "dev-1", "site", "s1", "q", "a\"b"};
+    const char *f2[] = {"tele-s2", "dev-2", "site", "s2", "q", "a\"b"};
+    msg m1, m2;
+    msg_init(&m1, "{\"seq\":1,\"t\":\"x\\ny\"}", f1, 6, NULL);
+    msg_init(&m2, "{\"seq\":2}", f2, 6, NULL);
+    const act_msg *batch[] = {&m1.m, &m2.m};
+    act_buf b = {0};
+    cr_assert_eq(act_kafka_vtable.format(a, batch, 2, &b), 0, "%s", b.p);
+    cr_assert_str_eq(b.p,
+                     "{\"topic\":\"tele-s1\",\"partition\":null,\"key\":\"dev-1\",\"headers\":["
+                     "{\"key\":\"site\",\"value\":\"s1\"},{\"key\":\"q\",\"value\":\"a\\\"b\"}],"
+                     "\"value\":\"{\\\"seq\\\":1,\\\"t\\\":\\\"x\\\\ny\\\"}\"}\n"
+                     "{\"topic\":\"tele-s2\",\"partition\":null,\"key\":\"dev-2\",\"headers\":["
+                     "{\"key\":\"site\",\"value\":\"s2\"},{\"key\":\"q\",\"value\":\"a\\\"b\"}],"
+                     "\"value\":\"{\\\"seq\\\":2}\"}\n");
+    act_buf_deinit(&b);
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, format_shows_null_key_and_header_values_and_an_explicit_partition) {
+    act_instance *a = open_ok("{\"topic\": \"t\", \"key\": \"${k}\", \"partition\": \"${p}\", "
+                              "\"headers\": [{\"key\": \"h\", \"value\": \"${v}\"}], "
+                              NOWHERE "}");
+    const char *f[] = {"t", "", "3", "h", ""};
+    const unsigned char nulls[] = {0, 1, 0, 0, 1};
+    msg m;
+    msg_init(&m, "raw\x01", f, 5, nulls);
+    int rc;
+    char *s = format1(a, &m.m, &rc);
+    cr_assert_eq(rc, 0, "%s", s);
+    cr_assert_str_eq(s, "{\"topic\":\"t\",\"partition\":3,\"key\":null,\"headers\":[{\"key\":"
+                        "\"h\",\"value\":null}],\"value\":\"raw\\u0001\"}\n");
+    free(s);
+    /* An empty (not null) key is a key: it hashes to a fixed partition. */
+    const unsigned char none[] = {0, 0, 0, 0, 0};
+    msg_init(&m, "{}", f, 5, none);
+    s = format1(a, &m.m, &rc);
+    cr_assert(strstr(s, "\"key\":\"\","), "%s", s);
+    free(s);
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, format_refuses_a_non_integer_partition_and_a_bad_topic_name) {
+    act_instance *a = open_ok("{\"topic\": \"${t}\", \"partition\": \"${p}\", " NOWHERE "}");
+    const char *bad_part[] = {"t", "2.5"};
+    const char *neg_part[] = {"t", "-1"};
+    const char *bad_topic[] = {"has space", "1"};
+    const char *empty_part[] = {"t", ""};
+    msg m;
+    int rc;
+    char *s;
+    msg_init(&m, "{}", bad_part, 2, NULL);
+    s = format1(a, &m.m, &rc);
+    cr_assert_eq(rc, -1);
+    cr_assert_str_eq(s, "kafka partition '2.5' is not a non-negative integer");
+    free(s);
+    msg_init(&m, "{}", neg_part, 2, NULL);
+    s = format1(a, &m.m, &rc);
+    cr_assert_eq(rc, -1);
+    free(s);
+    msg_init(&m, "{}", bad_topic, 2, NULL);
+    s = format1(a, &m.m, &rc);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(s, "kafka topic 'has space' is not a valid topic name"), "%s", s);
+    free(s);
+    msg_init(&m, "{}", empty_part, 2, NULL);
+    s = format1(a, &m.m, &rc);
+    cr_assert_eq(rc, 0, "%s", s);
+    cr_assert(strstr(s, "\"partition\":null"), "%s", s);
+    free(s);
+    act_kafka_vtable.close(a);
+}
+
+/* }====== */
+
+/* {====== producer sharing */
+
+Test(kafka, instances_with_the_same_properties_share_one_producer) {
+    cr_assert_eq(act_kafka__producer_count(), 0);
+    act_instance *a = open_ok("{\"topic\": \"a\", \"clientProperties\": {\"bootstrap.servers\": "
+                              "\"127.0.0.1:1\", \"linger.ms\": \"7\"}}");
+    /* Same set in another order, and a number for a string: the same canonical set. */
+    act_instance *b = open_ok("{\"topic\": \"b\", \"key\": \"k\", \"clientProperties\": "
+                              "{\"linger.ms\": 7, \"bootstrap.servers\": \"127.0.0.1:1\"}}");
+    cr_assert_eq(act_kafka__producer_count(), 1);
+    act_instance *c = open_ok("{\"topic\": \"a\", \"clientProperties\": {\"bootstrap.servers\": "
+                              "\"127.0.0.1:1\", \"linger.ms\": \"8\"}}");
+    cr_assert_eq(act_kafka__producer_count(), 2);
+    act_kafka_vtable.close(a);
+    cr_assert_eq(act_kafka__producer_count(), 2, "b still holds the shared producer");
+    act_kafka_vtable.close(b);
+    cr_assert_eq(act_kafka__producer_count(), 1);
+    act_kafka_vtable.close(c);
+    cr_assert_eq(act_kafka__producer_count(), 0);
+}
+
+/* }====== */
+
+/* {====== deliver() */
+
+Test(kafka, deliver_writes_a_batch_to_the_mock_cluster) {
+    act_instance *a = open_ok("{\"topic\": \"${t}\", \"key\": \"${k}\", \"headers\": "
+                              "[{\"key\": \"h\", \"value\": \"v\"}], " MOCK "}}");
+    const char *f[] = {"unit", "dev-1", "h", "v"};
+    msg m[50];
+    const act_msg *batch[50];
+    for (int i = 0; i < 50; i++) {
+        msg_init(&m[i], "{\"n\":1}", f, 4, NULL);
+        batch[i] = &m[i].m;
+    }
+    size_t ndone = 99;
+    char err[512] = "";
+    act_result r = act_kafka_vtable.deliver(a, 0, batch, 50, &ndone, err, sizeof err);
+    cr_assert_eq(r, ACT_OK, "%s", err);
+    cr_assert_eq(ndone, 50);
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, deliver_stops_at_the_first_message_that_cannot_be_sent) {
+    act_instance *a = open_ok("{\"topic\": \"${t}\", \"partition\": \"${p}\", " MOCK "}}");
+    const char *ok[] = {"unit", ""};
+    const char *bad[] = {"unit", "one"};
+    msg m[3];
+    msg_init(&m[0], "{}", ok, 2, NULL);
+    msg_init(&m[1], "{}", bad, 2, NULL);
+    msg_init(&m[2], "{}", ok, 2, NULL);
+    const act_msg *batch[] = {&m[0].m, &m[1].m, &m[2].m};
+    size_t ndone = 99;
+    char err[512] = "";
+    act_result r = act_kafka_vtable.deliver(a, 0, batch, 3, &ndone, err, sizeof err);
+    cr_assert_eq(r, ACT_FAIL);
+    cr_assert_eq(ndone, 1);
+    cr_assert_str_eq(err, "kafka partition 'one' is not a non-negative integer");
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, deliver_fails_a_record_larger_than_message_max_bytes) {
+    act_instance *a = open_ok("{\"topic\": \"unit\", " MOCK ", \"message.max.bytes\": "
+                              "\"1000\"}}");
+    static char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    const char *f[] = {"unit"};
+    msg m[2];
+    msg_init(&m[0], "{}", f, 1, NULL);
+    msg_init(&m[1], big, f, 1, NULL);
+    const act_msg *batch[] = {&m[0].m, &m[1].m};
+    size_t ndone = 99;
+    char err[512] = "";
+    act_result r = act_kafka_vtable.deliver(a, 0, batch, 2, &ndone, err, sizeof err);
+    cr_assert_eq(r, ACT_FAIL, "%s", err);
+    cr_assert_eq(ndone, 1);
+    cr_assert(strstr(err, "kafka topic 'unit': ") && strstr(err, "MSG_SIZE_TOO_LARGE"), "%s",
+              err);
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, deliver_fails_a_partition_the_topic_does_not_have) {
+    act_instance *a = open_ok("{\"topic\": \"unit\", \"partition\": \"${p}\", " MOCK "}}");
+    const char *f0[] = {"unit", "0"};
+    const char *f99[] = {"unit", "99"};
+    msg m[2];
+    msg_init(&m[0], "{}", f0, 2, NULL);
+    msg_init(&m[1], "{}", f99, 2, NULL);
+    const act_msg *batch[] = {&m[0].m, &m[1].m};
+    size_t ndone = 99;
+    char err[512] = "";
+    act_result r = act_kafka_vtable.deliver(a, 0, batch, 2, &ndone, err, sizeof err);
+    cr_assert_eq(r, ACT_FAIL, "%s", err);
+    cr_assert_eq(ndone, 1);
+    cr_assert(strstr(err, "UNKNOWN_PARTITION"), "%s", err);
+    act_kafka_vtable.close(a);
+}
+
+Test(kafka, deliver_to_an_unreachable_cluster_is_a_retry_after_the_message_timeout) {
+    act_instance *a = open_ok("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+                              "\"127.0.0.1:1\", \"message.timeout.ms\": \"300\"}}");
+    const char *f[] = {"t"};
+    msg m;
+    msg_init(&m, "{}", f, 1, NULL);
+    const act_msg *batch[] = {&m.m};
+    size_t ndone = 99;
+    char err[512] = "";
+    act_result r = act_kafka_vtable.deliver(a, 0, batch, 1, &ndone, err, sizeof err);
+    cr_assert_eq(r, ACT_RETRY, "%s", err);
+    cr_assert_eq(ndone, 0);
+    cr_assert(strstr(err, "_MSG_TIMED_OUT"), "%s", err);
+    act_kafka_vtable.close(a);
+}
+
+/* }====== */

@@ -1,0 +1,204 @@
+/*
+ * kafka_mock.c -- a Kafka cluster for the integration tests: librdkafka's mock cluster
+ * (rdkafka_mock.h, the real Kafka protocol over TCP on 127.0.0.1), driven over stdin.
+ *
+ *   usage: kafka_mock [brokers]        (default 3 brokers, ids 1..N)
+ *
+ * The first line on stdout is the bootstrap servers list. Then one command per stdin line,
+ * each answered by one JSON line (consume: one line per record, then the done line):
+ *
+ *   create <topic> <partitions>          {"ok":true}
+ *   down <broker_id> / up <broker_id>    {"ok":true}   (down: connections closed and refused)
+ *   leader <topic> <partition> <broker>  {"ok":true}
+ *   consume <topic> <count> <timeout_ms> {"topic","partition","offset","key","headers":
+ *                                         [{"key","value"}],"value"} per record, from the
+ *                                         beginning of every partition, then {"done":N}; it
+ *                                         stops after count records (0: at the end of every
+ *                                         partition) or after timeout_ms
+ *   quit
+ *
+ * It exits on quit or when stdin closes. The mock cluster lives inside a dummy producer
+ * handle; each consume uses a fresh consumer with a manual assignment (no group), so runs
+ * are independent and see duplicates as distinct offsets.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+static const char *bootstraps;
+
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    if (level <= 3)
+        fprintf(stderr, "kafka_mock: %s: %s\n", fac, buf);
+}
+
+static void reply(rd_kafka_resp_err_t err) {
+    if (err)
+        printf("{\"error\":\"%s\"}\n", rd_kafka_err2str(err));
+    else
+        printf("{\"ok\":true}\n");
+}
+
+static cJSON *str_or_null(const void *p, size_t n) {
+    if (!p)
+        return cJSON_CreateNull();
+    char *s = strndup(p, n);
+    cJSON *j = cJSON_CreateString(s ? s : "");
+    free(s);
+    return j;
+}
+
+static void print_record(const rd_kafka_message_t *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "topic", rd_kafka_topic_name(m->rkt));
+    cJSON_AddNumberToObject(o, "partition", m->partition);
+    cJSON_AddNumberToObject(o, "offset", (double)m->offset);
+    cJSON_AddItemToObject(o, "key", str_or_null(m->key, m->key_len));
+    cJSON *hs = cJSON_AddArrayToObject(o, "headers");
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *v;
+        size_t vlen;
+        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &vlen) == 0; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "key", name);
+            cJSON_AddItemToObject(e, "value", str_or_null(v, vlen));
+            cJSON_AddItemToArray(hs, e);
+        }
+    }
+    cJSON_AddItemToObject(o, "value", str_or_null(m->payload ? m->payload : "", m->len));
+    char *s = cJSON_PrintUnformatted(o);
+    puts(s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void consume(const char *topic, long count, int timeout_ms) {
+    char errstr[512];
+    long got = 0;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "group.id", "kafka-mock", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr)) {
+        fprintf(stderr, "kafka_mock: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        printf("{\"done\":0,\"error\":\"config\"}\n");
+        return;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        printf("{\"done\":0,\"error\":\"consumer\"}\n");
+        return;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    int nparts = 0;
+    if (!err && md->topic_cnt == 1 && !md->topics[0].err)
+        nparts = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (nparts == 0) {
+        printf("{\"done\":0,\"error\":\"no such topic\"}\n");
+        rd_kafka_destroy(rk);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
+    for (int p = 0; p < nparts; p++)
+        rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    char *eof = calloc((size_t)nparts, 1);
+    int neof = 0;
+    long long deadline = now_ms() + timeout_ms;
+    while ((count == 0 || got < count) && now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->partition >= 0 && m->partition < nparts && !eof[m->partition]) {
+                eof[m->partition] = 1;
+                neof++;
+            }
+        } else if (m->err) {
+            fprintf(stderr, "kafka_mock: consume: %s\n", rd_kafka_message_errstr(m));
+        } else {
+            print_record(m);
+            got++;
+            if (m->partition >= 0 && m->partition < nparts && eof[m->partition]) {
+                eof[m->partition] = 0;
+                neof--;
+            }
+        }
+        rd_kafka_message_destroy(m);
+        if (count == 0 && neof == nparts)
+            break;
+    }
+    free(eof);
+    printf("{\"done\":%ld}\n", got);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+int main(int argc, char **argv) {
+    int nbrokers = argc > 1 ? atoi(argv[1]) : 3;
+    char errstr[512], line[1024];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        fprintf(stderr, "kafka_mock: %s\n", errstr);
+        return 1;
+    }
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, nbrokers);
+    if (!mc) {
+        fprintf(stderr, "kafka_mock: cannot create the mock cluster\n");
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+    printf("%s\n", bootstraps);
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin)) {
+        char cmd[32] = "", a[256] = "";
+        long n1 = 0, n2 = 0;
+        int nf = sscanf(line, "%31s %255s %ld %ld", cmd, a, &n1, &n2);
+        if (nf <= 0)
+            continue;
+        if (!strcmp(cmd, "quit"))
+            break;
+        else if (!strcmp(cmd, "down") && nf >= 2)
+            reply(rd_kafka_mock_broker_set_down(mc, atoi(a)));
+        else if (!strcmp(cmd, "up") && nf >= 2)
+            reply(rd_kafka_mock_broker_set_up(mc, atoi(a)));
+        else if (!strcmp(cmd, "create") && nf >= 3)
+            reply(rd_kafka_mock_topic_create(mc, a, (int)n1, nbrokers < 3 ? nbrokers : 3));
+        else if (!strcmp(cmd, "leader") && nf >= 4)
+            reply(rd_kafka_mock_partition_set_leader(mc, a, (int32_t)n1, (int32_t)n2));
+        else if (!strcmp(cmd, "consume") && nf >= 4)
+            consume(a, n1, (int)n2);
+        else
+            printf("{\"error\":\"bad command\"}\n");
+        fflush(stdout);
+    }
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+    return 0;
+}
