@@ -7,6 +7,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "action_test.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -34,20 +36,7 @@ static act_instance *open_with(const char *json, const char *allowed, eng_error 
     snprintf(cfg.http_allowed_hosts, sizeof cfg.http_allowed_hosts, "%s", allowed);
     cfg.http_timeout_ms = timeout_ms;
     cfg.http_connect_timeout_ms = 1000;
-    eng_env env = {.cfg = &cfg};
-    cJSON *params = cJSON_Parse(json);
-    cr_assert_not_null(params, "bad test JSON: %s", json);
-    act_config ac = {.params = params, .rule_name = "r", .env = &env};
-    act_instance *inst = NULL;
-    memset(e, 0, sizeof *e);
-    int rc = act_http_vtable.open(&ac, &inst, e);
-    cJSON_Delete(params);
-    if (rc != 0) {
-        cr_assert_null(inst);
-        return NULL;
-    }
-    inst->vt = &act_http_vtable;
-    return inst;
+    return act_test_open(&act_http_vtable, &cfg, json, e);
 }
 
 static act_instance *open_ok(const char *json, const char *allowed) {

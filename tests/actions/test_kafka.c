@@ -5,6 +5,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "action_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,22 +24,7 @@ extern const act_vtable act_kafka_vtable;
              "\"test.mock.num.brokers\": \"1\""
 
 static act_instance *open_json(const char *json, eng_error *e) {
-    eng_config cfg;
-    eng_config_defaults(&cfg);
-    eng_env env = {.cfg = &cfg};
-    cJSON *params = cJSON_Parse(json);
-    cr_assert_not_null(params, "bad test JSON: %s", json);
-    act_config ac = {.params = params, .rule_name = "r", .env = &env};
-    act_instance *inst = NULL;
-    memset(e, 0, sizeof *e);
-    int rc = act_kafka_vtable.open(&ac, &inst, e);
-    cJSON_Delete(params);
-    if (rc != 0) {
-        cr_assert_null(inst);
-        return NULL;
-    }
-    inst->vt = &act_kafka_vtable;
-    return inst;
+    return act_test_open(&act_kafka_vtable, NULL, json, e);
 }
 
 static act_instance *open_ok(const char *json) {

@@ -5,6 +5,8 @@
  */
 #include <criterion/criterion.h>
 
+#include "action_test.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -38,22 +40,7 @@ static void parse_fails(const char *text, const char *needle) {
 }
 
 static act_instance *open_json(const char *json, eng_error *e) {
-    eng_config cfg;
-    eng_config_defaults(&cfg);
-    eng_env env = {.cfg = &cfg};
-    cJSON *params = cJSON_Parse(json);
-    cr_assert_not_null(params, "bad test JSON: %s", json);
-    act_config ac = {.params = params, .rule_name = "r", .env = &env};
-    act_instance *inst = NULL;
-    memset(e, 0, sizeof *e);
-    int rc = act_postgres_vtable.open(&ac, &inst, e);
-    cJSON_Delete(params);
-    if (rc != 0) {
-        cr_assert_null(inst);
-        return NULL;
-    }
-    inst->vt = &act_postgres_vtable;
-    return inst;
+    return act_test_open(&act_postgres_vtable, NULL, json, e);
 }
 
 static void open_fails(const char *json, const char *needle) {
