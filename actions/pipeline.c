@@ -217,10 +217,7 @@ static char *error_document(act_pipe *p, const item *it) {
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "ruleName", p->rule_name);
     cJSON_AddStringToObject(d, "topic", m->topic);
-    char trace[40];
-    snprintf(trace, sizeof trace, "%016llx-%08x", (unsigned long long)m->received_ms,
-             topic_hash(m->topic, m->topic_len));
-    cJSON_AddStringToObject(d, "cloudwatchTraceId", trace);
+    cJSON_AddStringToObject(d, "cloudwatchTraceId", m->traceid);
     cJSON_AddStringToObject(d, "clientId", m->clientid ? m->clientid : "n/a");
     char *b64 = malloc((m->payload_len + 2) / 3 * 4 + 1);
     if (b64) {

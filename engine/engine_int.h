@@ -164,6 +164,8 @@ typedef struct eng_msg {
     int qos;
     int hops;             /* republish hop count carried in the "sluice-hops" user property */
     int64_t received_ms;
+    char traceid[37];     /* this message's trace id (a UUID): traceid() for MQTT messages,
+                             cloudwatchTraceId in the error document, kept in dead letters */
     sql_mqtt_props props; /* MQTT 5 properties; strings owned by the message */
     sql_user_prop *user;  /* owned copy of props.user */
 } eng_msg;

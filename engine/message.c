@@ -8,9 +8,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
 #include <time.h>
 
 static size_t slen(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+/* A version-4-shaped UUID from a per-process random base and a counter: unique per message
+ * within the process and across restarts (the base is random), and cheap enough for the
+ * message path (no random syscall or snprintf per message). */
+static _Atomic uint64_t trace_counter;
+static uint64_t base_hi, base_lo;
+static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+
+static void trace_seed(void) {
+    uint64_t b[2];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) { /* no entropy source: time and pid */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        b[0] = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
+        b[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^ b[0];
+    }
+    base_hi = b[0];
+    base_lo = b[1];
+}
+
+static void make_traceid(char out[37]) {
+    pthread_once(&trace_once, trace_seed);
+    uint64_t n = atomic_fetch_add_explicit(&trace_counter, 1, memory_order_relaxed);
+    uint64_t hi = base_hi, lo = base_lo ^ (n * 0x9e3779b97f4a7c15ull);
+    hi = (hi & ~0xf000ull) | 0x4000ull;                           /* version 4 */
+    lo = (lo & ~(3ull << 62)) | (2ull << 62);                     /* RFC 4122 variant */
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(hi >> (56 - 8 * i));
+        b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
+    }
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    *p = '\0';
+}
 
 eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      const sql_mqtt_props *props, const char *clientid, int source) {
@@ -74,6 +117,7 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     m->received_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    make_traceid(m->traceid);
     return m;
 }
 
@@ -95,6 +139,8 @@ void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                          .payload_len = m->payload_len,
                          .clientid = m->clientid,
                          .accountid = accountid,
+                         /* traceid() is Undefined for messages that did not come over MQTT */
+                         .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,
                          .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
                          .rule_name = rule_name,
                          .props = &m->props};

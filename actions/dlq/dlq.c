@@ -327,6 +327,7 @@ static char *record_line(const act_dlq_record *r, uint64_t id, int64_t first, in
     cJSON_AddNumberToObject(o, "qos", r->in->qos);
     cJSON_AddStringToObject(o, "source", r->in->source == ENG_SRC_HTTP ? "http" : "mqtt");
     cJSON_AddNumberToObject(o, "receivedAt", (double)r->in->received_ms);
+    cJSON_AddStringToObject(o, "traceId", r->in->traceid);
     cJSON_AddStringToObject(o, "output", out ? out : "");
     free(pl);
     free(out);

@@ -3,7 +3,9 @@
 exist yet is a transient failure; creating it is the sink's recovery): dead letters listed,
 surviving a restart, re-driven, purged; the error action's AWS document; SIGTERM with a failing
 sink dead-letters what is queued instead of losing it. usage: test_deadletter.py /path/to/sluice"""
-import base64, json, os, shutil, tempfile, time, unittest
+import base64, json, os, re, shutil, tempfile, time, unittest
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 from harness import Broker, Sluice, http
 
@@ -90,6 +92,8 @@ class DeadLetters(unittest.TestCase):
         self.assertEqual(len(r["errors"]), 3)
         self.assertIn("No such file or directory", r["errors"][0]["message"])
         self.assertLessEqual(r["firstFailureAt"], r["lastFailureAt"])
+        self.assertRegex(r["traceId"], UUID)
+        self.assertEqual(len({x["traceId"] for x in recs}), 3, "one trace id per message")
         self.assertEqual(metric(self.s, "sluice_action_failed_total", rule="dl", action="file"), 3)
         self.assertEqual(metric(self.s, "sluice_deadletter_records"), 3)
         self.assertEqual(metric(self.s, "sluice_action_retries_total", rule="dl"), 6)
@@ -158,7 +162,7 @@ class DeadLetters(unittest.TestCase):
         self.assertEqual(f["failedAction"], "FileAction")
         self.assertTrue(f["failedResource"].endswith("x.jsonl"))
         self.assertIn("No such file", f["errorMessage"])
-        self.assertIn("cloudwatchTraceId", d)
+        self.assertRegex(d["cloudwatchTraceId"], UUID)
         self.assertEqual(dead_letters(self.s, "ea"), [], "handled by the error action")
 
     def test_sigterm_with_a_failing_sink_dead_letters_the_queue(self):
