@@ -21,11 +21,12 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:print_stack
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 (cd build-asan && ctest --output-on-failure -j "$JOBS")
 
-log "rule registry under ThreadSanitizer: build-tsan/"
+log "rule registry and action pipeline under ThreadSanitizer: build-tsan/"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_TSAN=ON \
   -DSLUICE_BENCH=OFF >/dev/null
-cmake --build build-tsan -j "$JOBS" --target engine_stress_registry
+cmake --build build-tsan -j "$JOBS" --target engine_stress_registry actions_stress_pipeline
 TSAN_OPTIONS="halt_on_error=1" build-tsan/tests/engine/engine_stress_registry
+TSAN_OPTIONS="halt_on_error=1" build-tsan/tests/actions/actions_stress_pipeline
 
 log "fuzz targets (clang libFuzzer, ${FUZZ_SECONDS}s each): build-fuzz/"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
