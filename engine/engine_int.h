@@ -277,11 +277,11 @@ void eng_registry_reclaim(eng_registry *reg);
  * fsync of the directory). Thread: admin. */
 int eng_store_put(const char *data_dir, const eng_rule *r, eng_error *e);
 int eng_store_delete(const char *data_dir, const char *name, eng_error *e);
-/* Calls fn(ud, name, payload_json, created_at, e) per stored rule, in name order. A missing
- * directory is an empty store; an unreadable or corrupt file is an error. */
+/* Calls fn(ud, name, payload_json, created_at, revision, e) per stored rule, in name order. A
+ * missing directory is an empty store; an unreadable or corrupt file is an error. */
 int eng_store_load(const char *data_dir,
                    int (*fn)(void *ud, const char *name, const char *payload_json,
-                             int64_t created_at, eng_error *e),
+                             int64_t created_at, uint64_t revision, eng_error *e),
                    void *ud, eng_error *e);
 
 /* }====== */

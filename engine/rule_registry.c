@@ -359,12 +359,13 @@ eng_rule **eng_registry_list(eng_registry *reg, size_t *n) {
 }
 
 static int load_one(void *ud, const char *name, const char *json, int64_t created_at,
-                    eng_error *e) {
+                    uint64_t revision, eng_error *e) {
     eng_registry *reg = ud;
     eng_rule *r = eng_rule_new(name, json, strlen(json), reg->env, e);
     if (!r)
         return -1;
     r->created_at = created_at;
+    r->revision = revision;
     return put(reg, r, 0, 0, e);
 }
 

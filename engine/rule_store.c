@@ -1,7 +1,7 @@
 /*
  * rule_store.c -- the rules on disk: one JSON file per rule, <data_dir>/rules/<name>.json,
  *
- *   {"ruleName": "...", "createdAt": 1700000000, "topicRulePayload": {...}}
+ *   {"ruleName": "...", "createdAt": 1700000000, "revision": 3, "topicRulePayload": {...}}
  *
  * A change writes the rule's file atomically: a temporary file in the same directory, fsync,
  * rename over the old file, fsync of the directory; a crash leaves the old file or the new one.
@@ -100,6 +100,7 @@ int eng_store_put(const char *data_dir, const eng_rule *r, eng_error *e) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "ruleName", r->name);
     cJSON_AddNumberToObject(o, "createdAt", (double)r->created_at);
+    cJSON_AddNumberToObject(o, "revision", (double)r->revision); /* dead letters refer to it */
     cJSON_AddItemToObject(o, "topicRulePayload", cJSON_Parse(r->payload_json));
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -125,7 +126,8 @@ int eng_store_delete(const char *data_dir, const char *name, eng_error *e) {
 /* Reads one rule file and hands it to fn. */
 static int load_file(const char *path,
                      int (*fn)(void *ud, const char *name, const char *payload_json,
-                               int64_t created_at, eng_error *e),
+                               int64_t created_at, uint64_t revision,
+                             eng_error *e),
                      void *ud, eng_error *e) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -143,6 +145,7 @@ static int load_file(const char *path,
     free(buf);
     const cJSON *name = r ? cJSON_GetObjectItemCaseSensitive(r, "ruleName") : NULL;
     const cJSON *at = r ? cJSON_GetObjectItemCaseSensitive(r, "createdAt") : NULL;
+    const cJSON *rev = r ? cJSON_GetObjectItemCaseSensitive(r, "revision") : NULL;
     const cJSON *payload = r ? cJSON_GetObjectItemCaseSensitive(r, "topicRulePayload") : NULL;
     if (!cJSON_IsString(name) || !cJSON_IsObject(payload)) {
         cJSON_Delete(r);
@@ -155,7 +158,10 @@ static int load_file(const char *path,
     eng_error sub;
     memset(&sub, 0, sizeof sub);
     int rc = json ? fn(ud, name->valuestring, json,
-                       cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0, &sub)
+                       cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0,
+                       cJSON_IsNumber(rev) && rev->valuedouble >= 0 ? (uint64_t)rev->valuedouble
+                                                                    : 0,
+                       &sub)
                   : -1;
     if (rc)
         eng_error_set(e, 500, "InternalException", "%s: rule %s cannot be loaded: %s", path,
@@ -171,7 +177,8 @@ static int by_name(const struct dirent **a, const struct dirent **b) {
 
 int eng_store_load(const char *data_dir,
                    int (*fn)(void *ud, const char *name, const char *payload_json,
-                             int64_t created_at, eng_error *e),
+                             int64_t created_at, uint64_t revision,
+                             eng_error *e),
                    void *ud, eng_error *e) {
     char dir[600];
     rules_dir(data_dir, dir, sizeof dir);
