@@ -16,7 +16,8 @@
  * sasl.kerberos.kinit.cmd runs a shell command. transactional.id is refused because the action
  * produces outside transactions. Defaults sluice adds when the user did not set them:
  * enable.idempotence=true (unless acks asks for less than all, which idempotence cannot honour),
- * message.timeout.ms=30000 (bounds a delivery round), client.id=sluice.
+ * message.timeout.ms=30000 (bounds a delivery round), client.id=sluice, linger.ms=1 (the
+ * pipeline batches already).
  *
  * The producer is created in open() -- rd_kafka_new() does not block (it connects in its own
  * threads) -- so configuration errors that librdkafka only finds at creation (acks vs
@@ -198,6 +199,9 @@ static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms,
         {"enable.idempotence", "true", !find(v, n, "enable.idempotence") && strong_acks},
         {"message.timeout.ms", "30000", !tmo},
         {"client.id", "sluice", !find(v, n, "client.id")},
+        /* the pipeline already hands over whole batches and waits for their reports, so
+         * librdkafka's own 5 ms linger would only add idle time to every round */
+        {"linger.ms", "1", !find(v, n, "linger.ms") && !find(v, n, "queue.buffering.max.ms")},
     };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
         if (defaults[i].apply && rd_kafka_conf_set(conf, defaults[i].name, defaults[i].value,

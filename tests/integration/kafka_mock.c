@@ -17,12 +17,19 @@
  *                                         partition) or after timeout_ms
  *   quit
  *
- * It exits on quit or when stdin closes. The mock cluster lives inside a dummy producer
+ * The brokers' sockets get TCP_NODELAY, as a real Kafka broker's do (librdkafka's mock leaves
+ * it off, and its small responses then wait ~40 ms for delayed ACKs: a stall no real cluster
+ * has). It exits on quit or when stdin closes. The mock cluster lives inside a dummy producer
  * handle; each consume uses a fresh consumer with a manual assignment (no group), so runs
  * are independent and see duplicates as distinct offsets.
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +38,18 @@
 #include <librdkafka/rdkafka_mock.h>
 
 static const char *bootstraps;
+
+/* librdkafka's mock brokers call accept(); this definition in the executable interposes on
+ * libc's and sets TCP_NODELAY on every accepted connection. */
+int accept(int fd, struct sockaddr *addr, socklen_t *len) {
+    static int (*real)(int, struct sockaddr *, socklen_t *);
+    if (!real)
+        real = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
+    int c = real(fd, addr, len), one = 1;
+    if (c >= 0)
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return c;
+}
 
 static long long now_ms(void) {
     struct timespec ts;
