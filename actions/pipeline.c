@@ -90,11 +90,18 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint32_t topic_hash(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+static lane *lane_of(act_pipe *p, const eng_msg *in) {
+    return &p->lanes[eng_topic_hash(in->topic, in->topic_len) % (uint32_t)p->nlanes];
+}
+
+/* The absolute CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
+static struct timespec deadline_in(int ms) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    long ns = dl.tv_nsec + (long)(ms % 1000) * 1000000L;
+    dl.tv_sec += ms / 1000 + ns / 1000000000L;
+    dl.tv_nsec = ns % 1000000000L;
+    return dl;
 }
 
 static uint64_t xorshift(uint64_t *s) {
@@ -383,7 +390,7 @@ static int start_lane(lane *l) {
 
 /* 0 when queued, -1 when the lane is full or stopped. */
 static int queue_item(act_pipe *p, item *it) {
-    lane *l = &p->lanes[topic_hash(it->in->topic, it->in->topic_len) % (uint32_t)p->nlanes];
+    lane *l = lane_of(p, it->in);
     pthread_mutex_lock(&l->mu);
     if (l->len >= p->cap || l->stop || (!l->started && start_lane(l) != 0)) {
         pthread_mutex_unlock(&l->mu);
@@ -411,7 +418,7 @@ static void observe(act_pipe *p, uint64_t ns);
  * message (delivered, or failed/queued for retry), 0 when the caller must queue it. */
 static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
                       const act_fields *fs) {
-    lane *l = &p->lanes[topic_hash(in->topic, in->topic_len) % (uint32_t)p->nlanes];
+    lane *l = lane_of(p, in);
     if (pthread_mutex_trylock(&l->busy) != 0)
         return 0;
     pthread_mutex_lock(&l->mu);
@@ -531,14 +538,7 @@ static void delivered(act_pipe *p, item *it, uint64_t t) {
 
 /* Sleeps ms unless the lane is told to stop; returns 1 when stopping. */
 static int backoff(lane *l, int ms) {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = deadline_in(ms);
     pthread_mutex_lock(&l->mu);
     while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &dl) == 0)
         ;
@@ -629,11 +629,7 @@ static void *lane_main(void *arg) {
         }
         if (p->inst->max_batch_open_ms > 0 && l->len < maxb && !l->stop) {
             /* AWS's maxBatchOpenMs: wait for the batch to fill, at most this long */
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            long ns = dl.tv_nsec + (long)p->inst->max_batch_open_ms * 1000000L;
-            dl.tv_sec += ns / 1000000000L;
-            dl.tv_nsec = ns % 1000000000L;
+            struct timespec dl = deadline_in(p->inst->max_batch_open_ms);
             while (l->len < maxb && !l->stop &&
                    pthread_cond_timedwait(&l->cv, &l->mu, &dl) == 0)
                 ;

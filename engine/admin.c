@@ -210,63 +210,62 @@ static void put_action_metrics(FILE *f, eng_rule **v, size_t n) {
          "Messages in those calls (divided by batches: the mean batch size).",
          offsetof(act_pipe_stats, batch_msgs)},
     };
+    /* every action of every rule, with its labels, once */
+    size_t na = 0;
+    for (size_t i = 0; v && i < n; i++)
+        na += v[i]->nactions + 1;
+    struct series {
+        const act_pipe_stats *st;
+        act_pipe *pipe;
+        char lbl[300];
+    } *s = calloc(na ? na : 1, sizeof *s);
+    if (!s)
+        return;
+    na = 0;
+    for (size_t i = 0; v && i < n; i++)
+        for (size_t k = 0; k <= v[i]->nactions; k++) {
+            eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
+            if (!a->pipe)
+                continue;
+            char idx[24];
+            snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
+            snprintf(s[na].lbl, sizeof s[na].lbl, "rule=\"%s\",action=\"%s\",index=\"%s\"",
+                     v[i]->name, a->vt->name, idx);
+            s[na].pipe = a->pipe;
+            s[na++].st = act_pipe_stats_of(a->pipe);
+        }
     for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", counters[c].name, counters[c].help,
                 counters[c].name, counters[c].type);
-        for (size_t i = 0; v && i < n; i++)
-            for (size_t k = 0; k <= v[i]->nactions; k++) {
-                eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
-                if (!a->pipe)
-                    continue;
-                const _Atomic uint64_t *x =
-                    (const _Atomic uint64_t *)((const char *)act_pipe_stats_of(a->pipe) +
-                                               counters[c].off);
-                char idx[16];
-                snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
-                fprintf(f, "%s{rule=\"%s\",action=\"%s\",index=\"%s\"} %llu\n",
-                        counters[c].name, v[i]->name, a->vt->name, idx,
-                        (unsigned long long)atomic_load(x));
-            }
+        for (size_t i = 0; i < na; i++) {
+            const _Atomic uint64_t *x =
+                (const _Atomic uint64_t *)((const char *)s[i].st + counters[c].off);
+            fprintf(f, "%s{%s} %llu\n", counters[c].name, s[i].lbl,
+                    (unsigned long long)atomic_load(x));
+        }
     }
     fprintf(f, "# HELP sluice_action_queue_depth Messages queued or in delivery.\n"
                "# TYPE sluice_action_queue_depth gauge\n");
-    for (size_t i = 0; v && i < n; i++)
-        for (size_t k = 0; k <= v[i]->nactions; k++) {
-            eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
-            if (!a->pipe)
-                continue;
-            char idx[16];
-            snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
-            fprintf(f, "sluice_action_queue_depth{rule=\"%s\",action=\"%s\",index=\"%s\"} %zu\n",
-                    v[i]->name, a->vt->name, idx, act_pipe_depth(a->pipe));
-        }
+    for (size_t i = 0; i < na; i++)
+        fprintf(f, "sluice_action_queue_depth{%s} %zu\n", s[i].lbl, act_pipe_depth(s[i].pipe));
     fprintf(f, "# HELP sluice_action_delivery_seconds From queueing to delivery.\n"
                "# TYPE sluice_action_delivery_seconds histogram\n");
-    for (size_t i = 0; v && i < n; i++)
-        for (size_t k = 0; k <= v[i]->nactions; k++) {
-            eng_action *a = k < v[i]->nactions ? &v[i]->actions[k] : &v[i]->error_action;
-            if (!a->pipe)
-                continue;
-            const act_pipe_stats *st = act_pipe_stats_of(a->pipe);
-            char lbl[300];
-            snprintf(lbl, sizeof lbl, "rule=\"%s\",action=\"%s\",index=\"", v[i]->name,
-                     a->vt->name);
-            char idx[16];
-            snprintf(idx, sizeof idx, k < v[i]->nactions ? "%zu" : "error", k);
-            uint64_t cum = 0;
-            for (int b = 0; b < ACT_LAT_BUCKETS; b++) {
-                cum += atomic_load(&st->latency[b]);
-                fprintf(f, "sluice_action_delivery_seconds_bucket{%s%s\",le=\"%g\"} %llu\n", lbl,
-                        idx, (double)(1u << b) / 1e6, (unsigned long long)cum);
-            }
-            cum += atomic_load(&st->latency[ACT_LAT_BUCKETS]);
-            fprintf(f, "sluice_action_delivery_seconds_bucket{%s%s\",le=\"+Inf\"} %llu\n"
-                       "sluice_action_delivery_seconds_sum{%s%s\"} %.9f\n"
-                       "sluice_action_delivery_seconds_count{%s%s\"} %llu\n",
-                    lbl, idx, (unsigned long long)cum, lbl, idx,
-                    (double)atomic_load(&st->latency_sum_ns) / 1e9, lbl, idx,
-                    (unsigned long long)cum);
+    for (size_t i = 0; i < na; i++) {
+        uint64_t cum = 0;
+        for (int b = 0; b < ACT_LAT_BUCKETS; b++) {
+            cum += atomic_load(&s[i].st->latency[b]);
+            fprintf(f, "sluice_action_delivery_seconds_bucket{%s,le=\"%g\"} %llu\n", s[i].lbl,
+                    (double)(1u << b) / 1e6, (unsigned long long)cum);
         }
+        cum += atomic_load(&s[i].st->latency[ACT_LAT_BUCKETS]);
+        fprintf(f, "sluice_action_delivery_seconds_bucket{%s,le=\"+Inf\"} %llu\n"
+                   "sluice_action_delivery_seconds_sum{%s} %.9f\n"
+                   "sluice_action_delivery_seconds_count{%s} %llu\n",
+                s[i].lbl, (unsigned long long)cum, s[i].lbl,
+                (double)atomic_load(&s[i].st->latency_sum_ns) / 1e9, s[i].lbl,
+                (unsigned long long)cum);
+    }
+    free(s);
 }
 
 static enum MHD_Result deadletter(eng_env *env, struct MHD_Connection *c, const char *url,

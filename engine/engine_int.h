@@ -178,6 +178,9 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
  * at the last; NULL is a no-op. Thread: any. */
 eng_msg *eng_msg_retain(eng_msg *m);
 void eng_msg_free(eng_msg *m);
+/* FNV-1a of a topic: picks the worker, and the lane of each action, that a topic goes to (so
+ * one topic keeps its order end to end). Thread: any. */
+uint32_t eng_topic_hash(const char *topic, size_t n);
 /* The SQL library's view of m, for rule rule_name (strings borrowed from m). Thread: any. */
 void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                  sql_message *out);
@@ -213,7 +216,7 @@ typedef struct eng_rule {
     eng_action *actions;
     size_t nactions;
     eng_action error_action; /* vt == NULL: none */
-    _Atomic uint64_t matched, fired, errors, action_ok, action_failed;
+    _Atomic uint64_t matched, fired, errors; /* per action: each pipeline's stats */
 } eng_rule;
 
 /* Validates a topicRulePayload (AWS's limits: 1-10 actions, known action types, rule name

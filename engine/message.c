@@ -131,6 +131,13 @@ void eng_msg_free(eng_msg *m) {
         free(m);
 }
 
+uint32_t eng_topic_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
 void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                  sql_message *out) {
     *out = (sql_message){.topic = m->topic,

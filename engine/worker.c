@@ -43,13 +43,6 @@ typedef struct wctx {
     int id;
 } wctx;
 
-static uint32_t hash(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -57,7 +50,7 @@ static uint64_t now_ns(void) {
 }
 
 int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms) {
-    wqueue *q = &ws->q[hash(m->topic, m->topic_len) % (uint32_t)ws->n];
+    wqueue *q = &ws->q[eng_topic_hash(m->topic, m->topic_len) % (uint32_t)ws->n];
     struct timespec dl;
     if (block_ms >= 0) {
         clock_gettime(CLOCK_REALTIME, &dl);
@@ -130,14 +123,10 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
         if (act_render(x, a->tpl_base, a->ntpl, a->inst->wants_nulls, fs, err, sizeof err)) {
             /* a template that cannot be evaluated is a failure of this action for this
              * message: it goes down the failure path with the error */
-            atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
             act_pipe_reject(a->pipe, m, payload, plen, err);
             continue;
         }
-        if (act_pipe_submit(a->pipe, m, payload, plen, fs, 0) == 0)
-            atomic_fetch_add_explicit(&r->action_ok, 1, memory_order_relaxed);
-        else
-            atomic_fetch_add_explicit(&r->action_failed, 1, memory_order_relaxed);
+        act_pipe_submit(a->pipe, m, payload, plen, fs, 0); /* the pipeline counts outcomes */
     }
     if (payload != stackbuf)
         free(payload);

@@ -111,6 +111,16 @@ static act_pipe *pipe_for(probe *p, act_pipe *error_pipe) {
     return pp;
 }
 
+/* The rule's error action, which pipe_for()'s pipes hand their failures to. */
+static act_pipe *error_pipe_for(probe *p) {
+    act_owner o = {.rule_name = "r1", .rule_revision = &revision, .index = -1, .dlq = dlq,
+                   .cfg = &cfg};
+    eng_error e;
+    act_pipe *pp = act_pipe_new_take(&p->base, &o, &e);
+    cr_assert(pp, "%s", e.message);
+    return pp;
+}
+
 static void submit(act_pipe *pp, const char *topic, const char *payload) {
     eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, "dev-1",
                              ENG_SRC_MQTT);
@@ -226,10 +236,7 @@ Test(pipeline, the_error_action_receives_aws_error_document) {
     probe_init(&err_sink, 1);
     main_sink.script[0] = ACT_FAIL;
     main_sink.nscript = 1;
-    act_owner eo = {.rule_name = "r1", .rule_revision = &revision, .index = -1, .dlq = dlq,
-                    .cfg = &cfg};
-    eng_error e;
-    act_pipe *ep = act_pipe_new_take(&err_sink.base, &eo, &e);
+    act_pipe *ep = error_pipe_for(&err_sink);
     act_pipe *pp = pipe_for(&main_sink, ep);
     submit(pp, "a/b", "{\"x\":2}");
     wait_done(pp, 1);
@@ -263,10 +270,7 @@ Test(pipeline, error_document_has_aws_fields) {
     err_sink.base.vt = &vt;
     main_sink.script[0] = ACT_FAIL;
     main_sink.nscript = 1;
-    act_owner eo = {.rule_name = "r1", .rule_revision = &revision, .index = -1, .dlq = dlq,
-                    .cfg = &cfg};
-    eng_error e;
-    act_pipe *ep = act_pipe_new_take(&err_sink.base, &eo, &e);
+    act_pipe *ep = error_pipe_for(&err_sink);
     act_pipe *pp = pipe_for(&main_sink, ep);
     submit(pp, "a/b", "{\"x\":2}");
     wait_done(pp, 1);
@@ -299,10 +303,7 @@ Test(pipeline, a_failing_error_action_sends_the_original_to_the_dead_letters) {
     main_sink.nscript = 1;
     err_sink.script[0] = ACT_FAIL;
     err_sink.nscript = 1;
-    act_owner eo = {.rule_name = "r1", .rule_revision = &revision, .index = -1, .dlq = dlq,
-                    .cfg = &cfg};
-    eng_error e;
-    act_pipe *ep = act_pipe_new_take(&err_sink.base, &eo, &e);
+    act_pipe *ep = error_pipe_for(&err_sink);
     act_pipe *pp = pipe_for(&main_sink, ep);
     submit(pp, "a/b", "orig");
     wait_done(pp, 1);
