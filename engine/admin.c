@@ -423,11 +423,15 @@ static enum MHD_Result publish(eng_env *env, struct MHD_Connection *c, const cha
     if (!m)
         return fail(c, 500, "InternalException", "out of memory");
     m->qos = qs ? atoi(qs) : 0;
-    if (eng_workers_submit_take(env->workers, m, 5000) != 0) {
+    /* a saturated engine answers 503 before taking the message, rather than queue without
+     * bound; once taken, it is journaled before the 200 */
+    if (eng_workers_saturated(env->workers) && eng_workers_wait_room(env->workers, 5000) != 0) {
         eng_msg_free(m);
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_QUEUE_FULL], 1);
         return fail(c, 503, "ServiceUnavailableException", "the engine is saturated; retry");
     }
+    if (eng_ingest_submit_take(env, m) != 0)
+        return fail(c, 503, "ServiceUnavailableException",
+                    "the ingest journal cannot write; retry");
     return reply_json(c, 200, "{}");
 }
 

@@ -17,9 +17,15 @@ void eng_config_defaults(eng_config *c) {
     snprintf(c->mqtt_url, sizeof c->mqtt_url, "mqtt://127.0.0.1:1883");
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
-    snprintf(c->mqtt_client_id, sizeof c->mqtt_client_id, "sluice-%.40s-%d", host, (int)getpid());
+    (void)host; /* the client id defaults to one derived from the data dir's instance id */
     c->mqtt_version = 5;
-    c->mqtt_keepalive = 30;
+    c->mqtt_keepalive = 120;
+    c->mqtt_session_expiry = 86400;
+    c->mqtt_receive_maximum = 512;
+    c->journal_mode = ENG_JOURNAL_BATCH;
+    c->journal_interval_ms = 100;
+    c->journal_max_bytes = 1024LL * 1024 * 1024;
+    c->dlq_eval_errors = 1;
     snprintf(c->http_addr, sizeof c->http_addr, "127.0.0.1:8088");
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -88,8 +94,12 @@ static int mqtt_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
             rc = set_str(c->mqtt_shared_group, sizeof c->mqtt_shared_group, v, k, err, cap);
         else if (!strcmp(k, "version"))
             rc = set_int(&c->mqtt_version, v, k, 3, 5, err, cap);
-        else if (!strcmp(k, "keepalive"))
+        else if (!strcmp(k, "keepalive") || !strcmp(k, "keepAliveSeconds"))
             rc = set_int(&c->mqtt_keepalive, v, k, 5, 3600, err, cap);
+        else if (!strcmp(k, "sessionExpirySeconds"))
+            rc = set_int(&c->mqtt_session_expiry, v, k, 0, 2147483647, err, cap);
+        else if (!strcmp(k, "receiveMaximum"))
+            rc = set_int(&c->mqtt_receive_maximum, v, k, 1, 65535, err, cap);
         else {
             snprintf(err, cap, "config: unknown key \"mqtt.%s\"", k);
             return -1;
@@ -204,6 +214,41 @@ static int actions_section(eng_config *c, const cJSON *m, char *err, size_t cap)
     return 0;
 }
 
+/* "batch" | "interval" | "off" -> ENG_JOURNAL_*, -1 otherwise. */
+static int journal_mode(const char *s) {
+    return !strcmp(s, "batch") ? ENG_JOURNAL_BATCH
+           : !strcmp(s, "interval") ? ENG_JOURNAL_INTERVAL
+           : !strcmp(s, "off") ? ENG_JOURNAL_OFF
+                               : -1;
+}
+
+static int ingest_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc = 0;
+        if (!strcmp(k, "journal")) {
+            int mode = cJSON_IsString(v) ? journal_mode(v->valuestring) : -1;
+            if (mode < 0) {
+                snprintf(err, cap, "config: \"ingest.journal\" must be batch, interval or off");
+                return -1;
+            }
+            c->journal_mode = mode;
+        } else if (!strcmp(k, "journalIntervalMs"))
+            rc = set_int(&c->journal_interval_ms, v, "ingest.journalIntervalMs", 1, 60000, err,
+                         cap);
+        else if (!strcmp(k, "journalMaxBytes"))
+            rc = set_ll(&c->journal_max_bytes, v, "ingest.journalMaxBytes", 65536, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"ingest.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 static int deadletter_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
     const cJSON *v;
     cJSON_ArrayForEach(v, m) {
@@ -213,6 +258,14 @@ static int deadletter_section(eng_config *c, const cJSON *m, char *err, size_t c
             rc = set_ll(&c->dlq_max_bytes, v, "deadLetter.maxBytes", 4096, err, cap);
         else if (!strcmp(k, "maxAgeSeconds"))
             rc = set_ll(&c->dlq_max_age_s, v, "deadLetter.maxAgeSeconds", 1, err, cap);
+        else if (!strcmp(k, "evalErrors")) {
+            if (!cJSON_IsBool(v)) {
+                snprintf(err, cap, "config: \"deadLetter.evalErrors\" must be true or false");
+                return -1;
+            }
+            c->dlq_eval_errors = cJSON_IsTrue(v);
+            rc = 0;
+        }
         else {
             snprintf(err, cap, "config: unknown key \"deadLetter.%s\"", k);
             return -1;
@@ -274,6 +327,8 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
             rc = actions_section(c, v, err, cap);
         else if (!strcmp(k, "deadLetter") && cJSON_IsObject(v))
             rc = deadletter_section(c, v, err, cap);
+        else if (!strcmp(k, "ingest") && cJSON_IsObject(v))
+            rc = ingest_section(c, v, err, cap);
         else {
             snprintf(err, cap, "config: unknown key \"%s\"", k);
             rc = -1;
@@ -331,6 +386,15 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
             return -1;
         }
         c->log_level = lv;
+    }
+    const char *jm = getenv("SLUICE_JOURNAL");
+    if (jm) {
+        int mode = journal_mode(jm);
+        if (mode < 0) {
+            snprintf(err, cap, "SLUICE_JOURNAL must be batch, interval or off");
+            return -1;
+        }
+        c->journal_mode = mode;
     }
     const char *v = getenv("SLUICE_MQTT_VERSION");
     if (v) {

@@ -66,12 +66,21 @@ void eng_log(int level, const char *event, const char *fmt, ...)
 
 typedef struct eng_config {
     char mqtt_url[512];       /* mqtt://host:port or mqtts://host:port; default mqtt://127.0.0.1:1883 */
-    char mqtt_client_id[128]; /* default "sluice-<hostname>-<pid>" */
+    char mqtt_client_id[128]; /* the input's (persistent session); the output adds "-out".
+                                 Default "sluice-<first 12 hex digits of the instance id>" */
     char mqtt_username[256], mqtt_password[256];
     char mqtt_ca_file[512], mqtt_cert_file[512], mqtt_key_file[512];
     int mqtt_version;         /* 311 or 5 (default 5) */
     char mqtt_shared_group[128]; /* non-empty: subscribe as $share/<group>/<filter> */
-    int mqtt_keepalive;       /* seconds, default 30 */
+    int mqtt_keepalive;       /* seconds, default 120 (mqtt.keepAliveSeconds) */
+    int mqtt_session_expiry;  /* MQTT 5 session expiry of the input, seconds, default 86400 */
+    int mqtt_receive_maximum; /* MQTT 5 Receive Maximum of the input, default 512 */
+    int journal_mode;         /* ENG_JOURNAL_*, default batch (ingest.journal, SLUICE_JOURNAL) */
+    int journal_interval_ms;  /* mode interval: fdatasync period, default 100 */
+    long long journal_max_bytes; /* default 1 GiB: full means back-pressure, never a drop */
+    char instance_id[40];     /* this data dir's identity (<data_dir>/instance-id, a UUID) */
+    uint64_t instance_hash;   /* of instance_id */
+    int dlq_eval_errors;      /* a rule's evaluation error dead-letters the message (default 1) */
     char http_addr[128];      /* host:port, default 127.0.0.1:8088 */
     char data_dir[512];       /* default ./data */
     int workers;              /* default: number of online CPUs */
@@ -106,6 +115,11 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
  * SLUICE_MQTT_CLIENT_ID, SLUICE_MQTT_SHARED_GROUP, SLUICE_MQTT_CA_FILE, SLUICE_MQTT_CERT_FILE,
  * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION). Returns 0 or -1 with a message in err. */
 int eng_config_apply_env(eng_config *c, char *err, size_t cap);
+
+/* Reads <data_dir>/instance-id, creating it (and the data dir) at the first start: sets
+ * c->instance_id and c->instance_hash, and the MQTT client id when none is configured.
+ * Returns 0 or -1 with a message in err. Thread: main. */
+int eng_instance_load(eng_config *c, char *err, size_t cap);
 
 /* }====== */
 
@@ -153,13 +167,32 @@ int eng_error_set(eng_error *e, int status, const char *type, const char *fmt, .
 
 /* {====== incoming messages */
 
-typedef struct eng_msg {
+typedef struct eng_msg eng_msg;
+
+/* Who is told when every rule's every action is done with a message, i.e. when its last
+ * reference is released: the ingest journal retires the entry, the Kafka source stores the
+ * offset. done() runs on whichever thread releases last and must not block for long. */
+typedef struct eng_origin {
+    void (*done)(void *ud, eng_msg *m);
+    void *ud;
+} eng_origin;
+
+/* A (rule, action) pair a journaled message was already delivered to before a crash: replay
+ * skips it. */
+typedef struct eng_done_pair {
+    char *rule;
+    uint64_t revision;
+    int action;           /* index in the rule's actions */
+} eng_done_pair;
+
+struct eng_msg {
     _Atomic int refs;     /* a worker and every action queue holding it */
     char *topic;          /* NUL-terminated */
     size_t topic_len;
     void *payload;
     size_t payload_len;
     char *clientid;       /* NULL when unknown (see sql/README.md: what clientid() returns) */
+    char *principal;      /* MQTT 5 user property "principal"; NULL when absent */
     int source;           /* ENG_SRC_* */
     int qos;
     int hops;             /* republish hop count carried in the "sluice-hops" user property */
@@ -168,22 +201,97 @@ typedef struct eng_msg {
                              cloudwatchTraceId in the error document, kept in dead letters */
     sql_mqtt_props props; /* MQTT 5 properties; strings owned by the message */
     sql_user_prop *user;  /* owned copy of props.user */
-} eng_msg;
+    /* durability (engine/ingest/) */
+    eng_msg *next;        /* link in a worker queue or a source's batch (owned by that list) */
+    uint64_t seq;         /* journal sequence number; 0: not journaled */
+    uint64_t uuid_seed;   /* nonzero: newuuid() is derived from it and the rule (replays give
+                             the same UUIDs); 0: random */
+    uint64_t tag;         /* the origin's own (a Kafka partition's offset, ...) */
+    const eng_origin *origin; /* NULL: nobody to tell */
+    _Atomic int keep;     /* set when an outcome could not be made durable (a dead letter the
+                             store refused): the origin must not retire the message */
+    eng_done_pair *skip;  /* replay: pairs already done (owned) */
+    size_t nskip;
+};
 
 /* Copies everything into one new message with one reference; NULL on OOM. Thread: any. */
 eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      const sql_mqtt_props *props, const char *clientid, int source);
 /* Reference counting: action queues keep the incoming message for the failure path (AWS's
- * error document carries the original payload). eng_msg_free() drops one reference and frees
- * at the last; NULL is a no-op. Thread: any. */
+ * error document carries the original payload). eng_msg_free() drops one reference; the last
+ * one tells the origin (if any) and frees. NULL is a no-op. Thread: any. */
 eng_msg *eng_msg_retain(eng_msg *m);
 void eng_msg_free(eng_msg *m);
+/* Sets m's journal sequence number and derives what a replay must reproduce from it and the
+ * instance id: the trace id and the newuuid() seed. Thread: owner of m. */
+void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance);
+/* 1 when (rule, revision, action) is in m's replay skip list. Thread: any. */
+int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action);
 /* FNV-1a of a topic: picks the worker, and the lane of each action, that a topic goes to (so
  * one topic keeps its order end to end). Thread: any. */
 uint32_t eng_topic_hash(const char *topic, size_t n);
 /* The SQL library's view of m, for rule rule_name (strings borrowed from m). Thread: any. */
 void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                  sql_message *out);
+
+/* }====== */
+
+/* {====== the ingest journal (ingest/journal.c) */
+
+/* CRC-32C of data[0..n), chained: eng_crc32c(eng_crc32c(0, a), b) is the CRC of a then b.
+ * Thread: any. */
+uint32_t eng_crc32c(uint32_t crc, const void *data, size_t n);
+
+enum { ENG_JOURNAL_BATCH, ENG_JOURNAL_INTERVAL, ENG_JOURNAL_OFF };
+
+typedef struct eng_journal eng_journal;
+
+typedef struct eng_journal_opts {
+    int mode;               /* ENG_JOURNAL_BATCH (fdatasync before commit returns) or
+                               ENG_JOURNAL_INTERVAL (write before, fdatasync every
+                               interval_ms) */
+    int interval_ms;
+    long long max_bytes;    /* live segments at or above it: eng_journal_full() */
+    uint64_t instance;      /* this instance's id, hashed: trace ids and newuuid() seeds */
+} eng_journal_opts;
+
+/* Opens <data_dir>/journal, recovering what is there: a torn tail is cut, damaged records
+ * are skipped, and the unfinished messages are kept for eng_journal_replay(). NULL with e set
+ * when the directory cannot be used. Thread: main. */
+eng_journal *eng_journal_open(const char *data_dir, const eng_journal_opts *o, eng_error *e);
+/* Writes what is pending and closes. Messages still unfinished are replayed at the next
+ * start. Thread: main, after every source and worker stopped. */
+void eng_journal_close(eng_journal *j);
+
+/* Appends m (not yet durable), giving it the next sequence number (eng_msg_set_seq) and
+ * making the journal its origin, so that its last release retires it. 0, or -1 on OOM.
+ * Thread: any. */
+int eng_journal_append(eng_journal *j, eng_msg *m);
+/* Returns once every message appended up to seq is durable (group commit: concurrent callers
+ * share one write and one fdatasync). -1 when the write failed: those messages are not in
+ * the journal, and must not be acknowledged. Thread: any. */
+int eng_journal_commit(eng_journal *j, uint64_t seq);
+/* errno of the last failed write while the journal cannot write; 0 when healthy. Retried
+ * once a second. Thread: any. */
+int eng_journal_failed(eng_journal *j);
+/* 1 when the live segments reach the bound: sources stop reading. Thread: any. */
+int eng_journal_full(eng_journal *j);
+/* Records that (rule, revision, action) is done with m while m still has other work pending,
+ * so a replay skips that pair. Thread: any. */
+void eng_journal_pair_done(eng_journal *j, const eng_msg *m, const char *rule,
+                           uint64_t revision, int action);
+/* Calls fn with each unfinished message found at open, in sequence order, rebuilt as it was
+ * first received (topic, payload, properties, time, trace id), with its skip list. fn takes
+ * the message. Returns fn's first nonzero result, or 0. Once only. Thread: main. */
+int eng_journal_replay(eng_journal *j, int (*fn)(void *ud, eng_msg *m), void *ud);
+size_t eng_journal_pending_replay(const eng_journal *j);
+
+typedef struct eng_journal_stats {
+    uint64_t appended, commits, syncs, retired, write_errors, corrupt, replayed, bytes;
+    uint64_t live_bytes, max_bytes, segments, unfinished;
+    int failed;
+} eng_journal_stats;
+void eng_journal_stats_get(eng_journal *j, eng_journal_stats *out);
 
 /* }====== */
 
@@ -294,10 +402,19 @@ int eng_store_load(const char *data_dir,
 typedef struct eng_workers eng_workers;
 
 eng_workers *eng_workers_new(const eng_config *cfg, eng_registry *reg, eng_env *env);
-/* Hands m to worker hash(topic) mod N; waits up to block_ms for room in its bounded queue
- * (-1: forever; this is the back-pressure that stops the MQTT read loop). Returns 0, or -1
- * when the queue stayed full (the caller counts and reports it). Thread: any. */
-int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms);
+/* Hands m to worker hash(topic) mod N. Never blocks: returns 1 when that worker's queue is now
+ * at or above its bound (cfg->queue_depth; the source should stop reading until
+ * eng_workers_saturated() clears), 0 when below, -1 when the workers are stopped (m was not
+ * taken). Thread: any. */
+int eng_workers_submit_take(eng_workers *ws, eng_msg *m);
+/* The same for a chain of messages linked through eng_msg.next, with one lock per worker;
+ * order within the chain is kept per worker. Returns 1 when some queue is at its bound.
+ * Messages that find the workers stopped are released. Thread: any. */
+int eng_workers_submit_batch_take(eng_workers *ws, eng_msg *list);
+/* 1 while some queue is at or above its bound. Thread: any. */
+int eng_workers_saturated(eng_workers *ws);
+/* Waits up to timeout_ms until no queue is at its bound: 0, or -1 on timeout. Thread: any. */
+int eng_workers_wait_room(eng_workers *ws, int timeout_ms);
 /* Queue depths for /metrics. */
 size_t eng_workers_depth(eng_workers *ws, int w);
 int eng_workers_count(const eng_workers *ws);
@@ -311,20 +428,36 @@ void eng_workers_free(eng_workers *ws);
 
 typedef struct eng_mqtt eng_mqtt;
 
-eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws);
-/* Connects (with exponential backoff and full jitter capped at 30 s on failure) and runs the
- * input loop in its own thread. Thread: main. */
+/* The MQTT side: a persistent-session input that journals what it reads before it
+ * acknowledges it (journal NULL: ingest.journal=off), and an output connection. With
+ * cfg->mqtt_url "none" there is no connection at all (a Kafka-only deployment). NULL on a bad
+ * URL or OOM. Thread: main. */
+eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *journal);
+/* Connects the output connection (with exponential backoff and full jitter capped at 30 s on
+ * failure) and runs its loop in its own thread; eng_mqtt_start_input() does the same for the
+ * input, once the journal's replay is under way. Thread: main. */
 int eng_mqtt_start(eng_mqtt *mq);
+int eng_mqtt_start_input(eng_mqtt *mq);
 /* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured),
  * unsubscribing from the ones no longer needed; remembered for resubscription after a
  * reconnect. Thread: any. */
 void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n);
+/* What the broker answered to the subscription of filter: -1 pending or unknown, 0..2 the
+ * granted QoS, >= 0x80 the SUBACK reason code that refused it. Thread: any. */
+int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter);
+/* SUBACKs that refused a filter since start (for /metrics). Thread: any. */
+uint64_t eng_mqtt_refused(eng_mqtt *mq);
+/* Called once the broker acknowledged a publish (ok 1), or refused it with a reason, or
+ * sluice stopped first (ok 0, err says which). Runs on the output connection's thread. */
+typedef void (*eng_mqtt_done_fn)(void *ud, int ok, const char *err);
 /* Publishes through the output connection. hops is sent as the user property "sluice-hops".
- * Returns 0 or -1 (not connected, or libmosquitto refused). Thread: any. */
+ * Returns 0 when queued, -1 (not connected, or libmosquitto refused). With done, done(ud, ...)
+ * runs exactly once after a 0 return, when the outcome is known. Thread: any. */
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,
-                     const sql_mqtt_props *props, int hops);
+                     const sql_mqtt_props *props, int hops, eng_mqtt_done_fn done, void *ud);
 int eng_mqtt_connected(const eng_mqtt *mq);
-/* Stops reading (first step of shutdown). */
+/* Stops reading (first step of shutdown): the PUBACKs of what was journaled go out, and the
+ * input disconnects, keeping its session. */
 void eng_mqtt_stop_input(eng_mqtt *mq);
 void eng_mqtt_free(eng_mqtt *mq);
 
@@ -336,6 +469,7 @@ typedef struct act_dlq act_dlq;
 
 struct eng_env {
     const eng_config *cfg;
+    eng_journal *journal;   /* NULL: ingest.journal=off */
     act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
     eng_workers *workers;
@@ -351,6 +485,14 @@ void eng_admin_stop(eng_admin *a);
  * {"redriven": N, "skipped": [{"id", "reason"}]} (malloc'd) or NULL with e set (redrive.c).
  * Thread: admin. */
 char *eng_redrive(eng_env *env, const char *body, size_t n, eng_error *e);
+
+/* Takes m from a request (an HTTP publish, the shadow service's own events): journals and
+ * commits it when the journal is on, then queues it for the workers. 0; -1 when the journal
+ * cannot write (m is released; the caller answers 503). Thread: any (may wait for a commit). */
+int eng_ingest_submit_take(eng_env *env, eng_msg *m);
+/* Replays what the journal kept from before the last stop, in order, waiting for room in the
+ * workers as needed, before any source starts. Thread: main. */
+int eng_ingest_replay(eng_env *env);
 
 /* `sluice serve`: wires everything and runs until SIGTERM/SIGINT. Returns the exit code. */
 int eng_serve_main(int argc, char **argv);

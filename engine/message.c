@@ -33,10 +33,8 @@ static void trace_seed(void) {
     base_lo = b[1];
 }
 
-static void make_traceid(char out[37]) {
-    pthread_once(&trace_once, trace_seed);
-    uint64_t n = atomic_fetch_add_explicit(&trace_counter, 1, memory_order_relaxed);
-    uint64_t hi = base_hi, lo = base_lo ^ (n * 0x9e3779b97f4a7c15ull);
+/* A version-4 UUID's text from 128 bits. */
+static void uuid_text(uint64_t hi, uint64_t lo, char out[37]) {
     hi = (hi & ~0xf000ull) | 0x4000ull;                           /* version 4 */
     lo = (lo & ~(3ull << 62)) | (2ull << 62);                     /* RFC 4122 variant */
     static const char hex[] = "0123456789abcdef";
@@ -53,6 +51,34 @@ static void make_traceid(char out[37]) {
         *p++ = hex[b[i] & 15];
     }
     *p = '\0';
+}
+
+static void make_traceid(char out[37]) {
+    pthread_once(&trace_once, trace_seed);
+    uint64_t n = atomic_fetch_add_explicit(&trace_counter, 1, memory_order_relaxed);
+    uuid_text(base_hi, base_lo ^ (n * 0x9e3779b97f4a7c15ull), out);
+}
+
+/* splitmix64's finalizer: a bijective mix of 64 bits. */
+static uint64_t mix64(uint64_t x) {
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance) {
+    m->seq = seq;
+    uint64_t a = mix64(instance ^ mix64(seq)), b = mix64(a ^ 0x9e3779b97f4a7c15ull);
+    uuid_text(a, b, m->traceid);
+    m->uuid_seed = mix64(b + seq) | 1; /* never 0, which means "random" */
+}
+
+int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action) {
+    for (size_t i = 0; i < m->nskip; i++)
+        if (m->skip[i].revision == revision && m->skip[i].action == action &&
+            !strcmp(m->skip[i].rule, rule))
+            return 1;
+    return 0;
 }
 
 eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
@@ -112,6 +138,11 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
         }
         m->props.user = m->user;
         m->props.nuser = nuser;
+        for (size_t i = nuser; i-- > 0;) /* the last one, as get_mqtt_property reads it */
+            if (!strcmp(m->user[i].key, "principal")) {
+                m->principal = (char *)m->user[i].value;
+                break;
+            }
     }
 #undef COPY
     struct timespec ts;
@@ -127,8 +158,14 @@ eng_msg *eng_msg_retain(eng_msg *m) {
 }
 
 void eng_msg_free(eng_msg *m) {
-    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-        free(m);
+    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (m->origin)
+        m->origin->done(m->origin->ud, m);
+    for (size_t i = 0; i < m->nskip; i++)
+        free(m->skip[i].rule);
+    free(m->skip);
+    free(m);
 }
 
 uint32_t eng_topic_hash(const char *s, size_t n) {
@@ -145,6 +182,7 @@ void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                          .payload = m->payload,
                          .payload_len = m->payload_len,
                          .clientid = m->clientid,
+                         .principal = m->principal,
                          .accountid = accountid,
                          /* traceid() is Undefined for messages that did not come over MQTT */
                          .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,

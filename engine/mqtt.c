@@ -1,53 +1,53 @@
 /*
- * mqtt.c -- the MQTT side of the service (libmosquitto): one connection that subscribes and
- * feeds the workers, one that publishes the actions' output.
+ * mqtt.c -- the MQTT side of the service (libmosquitto): the two connections' setup, the
+ * output connection that publishes the actions' output, and the input's subscription set.
+ * The input connection's read loop, which journals every message before it acknowledges it,
+ * is ingest/mqtt_source.c.
  *
- * Each connection has its own thread running libmosquitto's manual loop, and reconnects after
- * a failure with exponential backoff and full jitter, capped at 30 s. The input connection
- * subscribes (QoS 1) to exactly the FROM filters of the enabled rules, deduplicated and kept
- * sorted so that a rule change subscribes or unsubscribes only what changed, with the
- * optional $share/<group>/ prefix so several instances split the traffic; the set is kept and
- * re-subscribed after every reconnect. Its message callback hands each message to the workers
- * and blocks while the target queue is full: the loop then stops reading the socket, which is
- * the back-pressure the design asks for. Two connections rather than one keep the output
- * flowing while the input is blocked.
+ * Two connections rather than one: the output keeps flowing while the input has stopped
+ * reading (back-pressure), and the input's outgoing queue then holds only its PUBACKs, whose
+ * release the input loop controls. Both reconnect after a failure with exponential backoff and
+ * full jitter, capped at 30 s.
+ *
+ * The input connection is a persistent session (clean start off, MQTT 5 session expiry) under
+ * a client id that stays the same across restarts of one data dir, so the broker keeps what
+ * arrives while sluice is down. It subscribes (QoS 1) to exactly the FROM filters of the
+ * enabled rules, deduplicated and kept sorted so that a rule change subscribes or unsubscribes
+ * only what changed, with the optional $share/<group>/ prefix so several instances split the
+ * traffic; every SUBACK is checked, and a refused filter is logged, counted and reported.
+ *
+ * Publishing: eng_mqtt_publish() queues in libmosquitto; with a completion, the completion runs
+ * when the broker acknowledged the message (QoS 1 PUBACK; QoS 0 once written), found by packet
+ * id in a table of 65536 slots. The publisher holds the table's lock across the publish call
+ * and its registration, so the acknowledgement (handled under the same lock on the output
+ * thread) cannot overtake it; libmosquitto takes none of our locks, so the order is safe.
+ * libmosquitto re-sends unacknowledged QoS 1 messages after a reconnect, so a completion is
+ * final: acknowledged, or refused by the broker with a reason code.
  *
  * A subscriber is not told who published a message, so clientid() and principal() read the
  * MQTT 5 user properties "clientid" and "principal" when the publisher (or a broker plugin)
  * sets them; otherwise clientid() is "n/a" and principal() is Undefined (sql/README.md).
  */
-#include "engine_int.h"
+#include "mqtt_int.h"
 
-#include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-typedef struct conn {
-    struct mosquitto *mosq;
-    pthread_t th;
-    int started;
-    _Atomic int connected;
-    const char *role; /* "input" / "output" */
-} conn;
-
-struct eng_mqtt {
-    const eng_config *cfg;
-    eng_workers *ws;
-    char host[256];
-    int port, tls;
-    conn in, out;
-    _Atomic int stop_in, stop_all;
-    pthread_mutex_t mu; /* guards filters */
-    char **filters;
-    size_t nfilters;
-};
+/* A publish completion slot, indexed by packet id. */
+typedef struct eng_mqtt_pending {
+    eng_mqtt_done_fn fn; /* NULL: free */
+    void *ud;
+} eng_mqtt_pending;
 
 static int parse_url(eng_mqtt *mq, const char *url) {
     const char *p;
+    if (!strcmp(url, "none")) {
+        mq->input_off = 1;
+        return 0;
+    }
     if (!strncmp(url, "mqtt://", 7)) {
         p = url + 7;
         mq->port = 1883;
@@ -73,17 +73,48 @@ static int parse_url(eng_mqtt *mq, const char *url) {
     return 0;
 }
 
-static void sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap);
+void eng__mqtt_sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap) {
+    if (mq->cfg->mqtt_shared_group[0])
+        snprintf(out, cap, "$share/%s/%s", mq->cfg->mqtt_shared_group, f);
+    else
+        snprintf(out, cap, "%s", f);
+}
 
-static void subscribe_all(eng_mqtt *mq) {
+/* Sends SUBSCRIBE for subs[i] (mu held). */
+static void subscribe_one(eng_mqtt *mq, size_t i) {
+    char sub[600];
+    eng__mqtt_sub_name(mq, mq->subs[i].filter, sub, sizeof sub);
+    int mid = 0;
+    mq->subs[i].code = -1;
+    int rc = mosquitto_subscribe(mq->in.mosq, &mid, sub, 1);
+    mq->subs[i].mid = rc == MOSQ_ERR_SUCCESS ? mid : 0;
+    if (rc != MOSQ_ERR_SUCCESS)
+        eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s: %s", sub, mosquitto_strerror(rc));
+}
+
+void eng__mqtt_subscribe_all(eng_mqtt *mq) {
     pthread_mutex_lock(&mq->mu);
-    for (size_t i = 0; i < mq->nfilters; i++) {
-        char sub[600];
-        sub_name(mq, mq->filters[i], sub, sizeof sub);
-        int rc = mosquitto_subscribe(mq->in.mosq, NULL, sub, 1);
-        if (rc != MOSQ_ERR_SUCCESS)
-            eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s: %s", sub,
-                    mosquitto_strerror(rc));
+    for (size_t i = 0; i < mq->nsubs; i++)
+        subscribe_one(mq, i);
+    pthread_mutex_unlock(&mq->mu);
+}
+
+void eng__mqtt_on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, const int *granted,
+                            const mosquitto_property *props) {
+    eng_mqtt *mq = ud;
+    pthread_mutex_lock(&mq->mu);
+    for (size_t i = 0; i < mq->nsubs; i++) {
+        if (mq->subs[i].mid != mid)
+            continue;
+        int code = n > 0 ? granted[0] : 0x80;
+        mq->subs[i].code = code;
+        if (code >= 0x80) {
+            atomic_fetch_add(&mq->refused, 1);
+            eng_log(ENG_LOG_ERROR, "mqtt.subscription_refused",
+                    "the broker refused the subscription to '%s' (SUBACK reason code 0x%02x): "
+                    "rules on it receive nothing", mq->subs[i].filter, code);
+        }
+        break;
     }
     pthread_mutex_unlock(&mq->mu);
 }
@@ -91,44 +122,37 @@ static void subscribe_all(eng_mqtt *mq) {
 static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
                        const mosquitto_property *props) {
     eng_mqtt *mq = ud;
-    conn *c = mosq == mq->in.mosq ? &mq->in : &mq->out;
+    eng_mqtt_conn *c = mosq == mq->in.mosq ? &mq->in : &mq->out;
     if (rc != 0) {
         eng_log(ENG_LOG_WARN, "mqtt.connect", "%s connection refused: %s", c->role,
                 mosquitto_connack_string(rc));
         return;
     }
     atomic_store(&c->connected, 1);
-    eng_log(ENG_LOG_INFO, "mqtt.connected", "%s connection up (%s:%d)", c->role, mq->host,
-            mq->port);
+    eng_log(ENG_LOG_INFO, "mqtt.connected", "%s connection up (%s:%d)%s", c->role, mq->host,
+            mq->port, c == &mq->in && (flags & 1) ? ", session resumed" : "");
     if (c == &mq->in)
-        subscribe_all(mq);
+        eng__mqtt_subscribe_all(mq);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
                           const mosquitto_property *props) {
     eng_mqtt *mq = ud;
-    conn *c = mosq == mq->in.mosq ? &mq->in : &mq->out;
+    eng_mqtt_conn *c = mosq == mq->in.mosq ? &mq->in : &mq->out;
     atomic_store(&c->connected, 0);
     if (!atomic_load(&mq->stop_all))
         eng_log(ENG_LOG_WARN, "mqtt.disconnected", "%s connection lost: %s", c->role,
                 mosquitto_strerror(rc));
 }
 
-/* The MQTT 5 properties of an incoming message, as sql_mqtt_props (strings borrowed from
- * libmosquitto for the duration of the callback: eng_msg_new copies them). */
-typedef struct propbuf {
-    sql_mqtt_props p;
+/* {====== incoming messages */
+
+eng_msg *eng__mqtt_msg_new(const struct mosquitto_message *msg, const mosquitto_property *props) {
+    sql_mqtt_props p = {.format_indicator = -1, .message_expiry = -1};
     sql_user_prop user[32];
     char *owned[70];
-    int nowned;
-    int hops;
-    char *clientid, *principal;
-} propbuf;
-
-static void read_props(const mosquitto_property *props, propbuf *b) {
-    memset(b, 0, sizeof *b);
-    b->p.format_indicator = -1;
-    b->p.message_expiry = -1;
+    int nowned = 0, hops = 0;
+    const char *clientid = NULL;
     for (const mosquitto_property *pr = props; pr; pr = mosquitto_property_next(pr)) {
         int id = mosquitto_property_identifier(pr);
         char *s = NULL, *k = NULL, *v = NULL;
@@ -138,147 +162,96 @@ static void read_props(const mosquitto_property *props, propbuf *b) {
         uint32_t u32;
         switch (id) {
         case MQTT_PROP_CONTENT_TYPE:
-            if (mosquitto_property_read_string(pr, id, &s, false))
-                b->p.content_type = b->owned[b->nowned++] = s;
+            if (!p.content_type && mosquitto_property_read_string(pr, id, &s, false))
+                p.content_type = owned[nowned++] = s;
             break;
         case MQTT_PROP_RESPONSE_TOPIC:
-            if (mosquitto_property_read_string(pr, id, &s, false))
-                b->p.response_topic = b->owned[b->nowned++] = s;
+            if (!p.response_topic && mosquitto_property_read_string(pr, id, &s, false))
+                p.response_topic = owned[nowned++] = s;
             break;
         case MQTT_PROP_CORRELATION_DATA:
-            if (mosquitto_property_read_binary(pr, id, &bin, &blen, false)) {
-                b->p.correlation_data = b->owned[b->nowned++] = bin;
-                b->p.correlation_len = blen;
+            if (!p.correlation_data && mosquitto_property_read_binary(pr, id, &bin, &blen, false)) {
+                p.correlation_data = owned[nowned++] = bin;
+                p.correlation_len = blen;
             }
             break;
         case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
             if (mosquitto_property_read_byte(pr, id, &byte, false))
-                b->p.format_indicator = byte;
+                p.format_indicator = byte;
             break;
         case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
             if (mosquitto_property_read_int32(pr, id, &u32, false))
-                b->p.message_expiry = u32;
+                p.message_expiry = u32;
             break;
         case MQTT_PROP_USER_PROPERTY:
             if (!mosquitto_property_read_string_pair(pr, id, &k, &v, false))
                 break;
-            if (b->nowned + 2 > 70 || b->p.nuser >= 32) {
+            if (nowned + 2 > 70 || p.nuser >= 32) { /* a bounded copy: the first 32 */
                 free(k);
                 free(v);
                 break;
             }
-            b->owned[b->nowned++] = k;
-            b->owned[b->nowned++] = v;
+            owned[nowned++] = k;
+            owned[nowned++] = v;
             if (!strcmp(k, "sluice-hops"))
-                b->hops = atoi(v);
+                hops = atoi(v);
             else if (!strcmp(k, "clientid"))
-                b->clientid = v;
-            else if (!strcmp(k, "principal"))
-                b->principal = v;
-            b->user[b->p.nuser++] = (sql_user_prop){k, v};
+                clientid = v;
+            user[p.nuser++] = (sql_user_prop){k, v};
             break;
         default:
             break;
         }
     }
-    b->p.user = b->user;
-}
-
-static void on_message(struct mosquitto *mosq, void *ud, const struct mosquitto_message *msg,
-                       const mosquitto_property *props) {
-    eng_mqtt *mq = ud;
-    propbuf pb;
-    read_props(props, &pb);
-    if ((size_t)msg->payloadlen > SQL_MAX_PAYLOAD) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_TOO_LARGE], 1);
-        eng_log(ENG_LOG_WARN, "mqtt.too_large", "message on %s has %d bytes (limit %u)",
-                msg->topic, msg->payloadlen, SQL_MAX_PAYLOAD);
-    } else {
-        eng_msg *m = eng_msg_new(msg->topic, strlen(msg->topic), msg->payload,
-                                 (size_t)msg->payloadlen, &pb.p, pb.clientid, ENG_SRC_MQTT);
-        if (m) {
-            m->qos = msg->qos;
-            m->hops = pb.hops;
-            /* blocks while the worker's queue is full: the read loop stops (back-pressure) */
-            if (eng_workers_submit_take(mq->ws, m, -1) != 0)
-                eng_msg_free(m);
-        }
+    p.user = user;
+    const char *topic = msg->topic ? msg->topic : "";
+    eng_msg *m = eng_msg_new(topic, strlen(topic), msg->payload,
+                             msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, &p, clientid,
+                             ENG_SRC_MQTT);
+    if (m) {
+        m->qos = msg->qos;
+        m->hops = hops;
     }
-    for (int i = 0; i < pb.nowned; i++)
-        free(pb.owned[i]);
+    for (int i = 0; i < nowned; i++)
+        free(owned[i]);
+    return m;
 }
 
-static int backoff_ms(int attempt) {
-    /* exponential backoff with full jitter, capped at 30 s */
+/* }====== */
+
+/* {====== connections */
+
+int eng__mqtt_backoff_ms(int attempt) {
     long cap = 500L << (attempt < 6 ? attempt : 6);
     if (cap > 30000)
         cap = 30000;
     return (int)(random() % (cap + 1));
 }
 
-typedef struct loop_arg {
-    eng_mqtt *mq;
-    conn *c;
-} loop_arg;
-
-static void *loop_main(void *arg) {
-    eng_mqtt *mq = ((loop_arg *)arg)->mq;
-    conn *c = ((loop_arg *)arg)->c;
-    free(arg);
-    int attempt = 0, up = 0;
-    while (!atomic_load(&mq->stop_all) && !(c == &mq->in && atomic_load(&mq->stop_in))) {
-        if (!up) {
-            int rc = attempt == 0 ? mosquitto_connect_bind_v5(c->mosq, mq->host, mq->port,
-                                                               mq->cfg->mqtt_keepalive, NULL,
-                                                               NULL)
-                                  : mosquitto_reconnect(c->mosq);
-            if (rc != MOSQ_ERR_SUCCESS) {
-                int ms = backoff_ms(attempt++);
-                eng_log(ENG_LOG_WARN, "mqtt.connect", "%s connection to %s:%d failed (%s); "
-                        "retrying in %d ms", c->role, mq->host, mq->port,
-                        mosquitto_strerror(rc), ms);
-                for (int t = 0; t < ms / 50 && !atomic_load(&mq->stop_all); t++)
-                    usleep(50000);
-                continue;
-            }
-            up = 1;
-        }
-        int rc = mosquitto_loop(c->mosq, 100, 1);
-        if (rc != MOSQ_ERR_SUCCESS && !atomic_load(&mq->stop_all)) {
-            up = 0;
-            atomic_store(&c->connected, 0);
-            if (attempt == 0)
-                attempt = 1;
-            int ms = backoff_ms(attempt++);
-            for (int t = 0; t < ms / 50 && !atomic_load(&mq->stop_all); t++)
-                usleep(50000);
-        } else if (rc == MOSQ_ERR_SUCCESS && atomic_load(&c->connected)) {
-            attempt = 1; /* a later failure starts the backoff again from the bottom */
-        }
-    }
-    if (c == &mq->out) { /* let queued QoS 1 output go out before disconnecting */
-        for (int i = 0; i < 20 && mosquitto_want_write(c->mosq); i++)
-            mosquitto_loop(c->mosq, 50, 1);
-    }
-    mosquitto_disconnect(c->mosq);
-    return NULL;
+void eng__mqtt_nap(eng_mqtt *mq, int ms) {
+    for (int t = 0; t < ms / 20 && !atomic_load(&mq->stop_all); t++)
+        usleep(20000);
 }
 
-static int conn_init(eng_mqtt *mq, conn *c, const char *role, const char *suffix) {
-    char id[200];
-    snprintf(id, sizeof id, "%s-%s", mq->cfg->mqtt_client_id, suffix);
+static void on_publish(struct mosquitto *mosq, void *ud, int mid, int reason,
+                       const mosquitto_property *props);
+
+int eng__mqtt_conn_init(eng_mqtt *mq, eng_mqtt_conn *c, const char *role, const char *id,
+                        int clean) {
+    const eng_config *cf = mq->cfg;
     c->role = role;
-    c->mosq = mosquitto_new(id, true, mq);
+    c->mosq = mosquitto_new(id, clean, mq);
     if (!c->mosq)
         return -1;
     mosquitto_threaded_set(c->mosq, true);
     mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION,
-                         mq->cfg->mqtt_version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-    if (mq->cfg->mqtt_username[0])
-        mosquitto_username_pw_set(c->mosq, mq->cfg->mqtt_username,
-                                  mq->cfg->mqtt_password[0] ? mq->cfg->mqtt_password : NULL);
+                         cf->mqtt_version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+    if (c == &mq->in && cf->mqtt_version == 5)
+        mosquitto_int_option(c->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, cf->mqtt_receive_maximum);
+    if (cf->mqtt_username[0])
+        mosquitto_username_pw_set(c->mosq, cf->mqtt_username,
+                                  cf->mqtt_password[0] ? cf->mqtt_password : NULL);
     if (mq->tls) {
-        const eng_config *cf = mq->cfg;
         int rc = mosquitto_tls_set(c->mosq, cf->mqtt_ca_file[0] ? cf->mqtt_ca_file : NULL,
                                    cf->mqtt_ca_file[0] ? NULL : "/etc/ssl/certs",
                                    cf->mqtt_cert_file[0] ? cf->mqtt_cert_file : NULL,
@@ -290,12 +263,57 @@ static int conn_init(eng_mqtt *mq, conn *c, const char *role, const char *suffix
     }
     mosquitto_connect_v5_callback_set(c->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
-    if (c == &mq->in)
-        mosquitto_message_v5_callback_set(c->mosq, on_message);
+    if (c == &mq->in) {
+        mosquitto_message_v5_callback_set(c->mosq, eng__mqtt_on_message);
+        mosquitto_subscribe_v5_callback_set(c->mosq, eng__mqtt_on_subscribe);
+    } else {
+        mosquitto_publish_v5_callback_set(c->mosq, on_publish);
+    }
     return 0;
 }
 
-eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws) {
+static void *out_main(void *arg) {
+    eng_mqtt *mq = arg;
+    eng_mqtt_conn *c = &mq->out;
+    int attempt = 0, up = 0;
+    while (!atomic_load(&mq->stop_all)) {
+        if (!up) {
+            int rc = attempt == 0 ? mosquitto_connect_bind_v5(c->mosq, mq->host, mq->port,
+                                                               mq->cfg->mqtt_keepalive, NULL,
+                                                               NULL)
+                                  : mosquitto_reconnect(c->mosq);
+            if (rc != MOSQ_ERR_SUCCESS) {
+                int ms = eng__mqtt_backoff_ms(attempt++);
+                eng_log(ENG_LOG_WARN, "mqtt.connect", "%s connection to %s:%d failed (%s); "
+                        "retrying in %d ms", c->role, mq->host, mq->port,
+                        mosquitto_strerror(rc), ms);
+                eng__mqtt_nap(mq, ms);
+                continue;
+            }
+            up = 1;
+        }
+        int rc = mosquitto_loop(c->mosq, 100, 1);
+        if (rc != MOSQ_ERR_SUCCESS && !atomic_load(&mq->stop_all)) {
+            up = 0;
+            atomic_store(&c->connected, 0);
+            if (attempt == 0)
+                attempt = 1;
+            eng__mqtt_nap(mq, eng__mqtt_backoff_ms(attempt++));
+        } else if (rc == MOSQ_ERR_SUCCESS && atomic_load(&c->connected)) {
+            attempt = 1; /* a later failure starts the backoff again from the bottom */
+        }
+    }
+    /* let queued output go out before disconnecting */
+    for (int i = 0; i < 40 && mosquitto_want_write(c->mosq); i++)
+        mosquitto_loop(c->mosq, 50, 1);
+    mosquitto_disconnect(c->mosq);
+    mosquitto_loop(c->mosq, 50, 1);
+    return NULL;
+}
+
+/* }====== */
+
+eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *journal) {
     static int lib;
     if (!lib++)
         mosquitto_lib_init();
@@ -304,87 +322,147 @@ eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws) {
         return NULL;
     mq->cfg = cfg;
     mq->ws = ws;
+    mq->journal = journal;
     pthread_mutex_init(&mq->mu, NULL);
+    pthread_mutex_init(&mq->pmu, NULL);
     if (parse_url(mq, cfg->mqtt_url) != 0) {
-        eng_log(ENG_LOG_ERROR, "mqtt.url", "bad MQTT URL '%s' (mqtt://host:port or "
-                "mqtts://host:port)", cfg->mqtt_url);
-        free(mq);
-        return NULL;
-    }
-    if (conn_init(mq, &mq->in, "input", "in") || conn_init(mq, &mq->out, "output", "out")) {
+        eng_log(ENG_LOG_ERROR, "mqtt.url", "bad MQTT URL '%s' (mqtt://host:port, "
+                "mqtts://host:port, or none)", cfg->mqtt_url);
         eng_mqtt_free(mq);
         return NULL;
     }
     srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (mq->input_off)
+        return mq;
+    char out[200];
+    snprintf(out, sizeof out, "%s-out", cfg->mqtt_client_id);
+    /* the input is a persistent session: the broker keeps what arrives while sluice is down */
+    if (eng__mqtt_conn_init(mq, &mq->in, "input", cfg->mqtt_client_id, 0) ||
+        eng__mqtt_conn_init(mq, &mq->out, "output", out, 1)) {
+        eng_mqtt_free(mq);
+        return NULL;
+    }
     return mq;
 }
 
-static int start_conn(eng_mqtt *mq, conn *c) {
-    loop_arg *arg = malloc(sizeof *arg);
-    if (!arg)
-        return -1;
-    arg->mq = mq;
-    arg->c = c;
-    if (pthread_create(&c->th, NULL, loop_main, arg) != 0) {
-        free(arg);
-        return -1;
-    }
-    c->started = 1;
-    return 0;
-}
-
 int eng_mqtt_start(eng_mqtt *mq) {
-    if (start_conn(mq, &mq->out) || start_conn(mq, &mq->in))
+    if (mq->input_off)
+        return 0;
+    if (pthread_create(&mq->out.th, NULL, out_main, mq) != 0)
         return -1;
+    mq->out.started = 1;
     return 0;
 }
 
-static void sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap) {
-    if (mq->cfg->mqtt_shared_group[0])
-        snprintf(out, cap, "$share/%s/%s", mq->cfg->mqtt_shared_group, f);
-    else
-        snprintf(out, cap, "%s", f);
+int eng_mqtt_start_input(eng_mqtt *mq) {
+    if (mq->input_off)
+        return 0;
+    if (pthread_create(&mq->in.th, NULL, eng__mqtt_in_main, mq) != 0)
+        return -1;
+    mq->in.started = 1;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
+    if (mq->input_off)
+        return;
     /* both lists are sorted: one merge pass finds what to add and what to drop, so a rule
        change costs one SUBSCRIBE or UNSUBSCRIBE, not one per rule */
+    const char **want = malloc((n ? n : 1) * sizeof *want);
+    eng_mqtt_sub *nv = calloc(n ? n : 1, sizeof *nv);
+    if (!want || !nv) {
+        free(want);
+        free(nv);
+        eng_log(ENG_LOG_ERROR, "mqtt.subscribe", "out of memory updating subscriptions");
+        return;
+    }
+    memcpy(want, filters, n * sizeof *want);
+    qsort(want, n, sizeof *want, cmp_str);
     pthread_mutex_lock(&mq->mu);
     int up = atomic_load(&mq->in.connected);
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, k = 0;
     char sub[600];
-    while (i < mq->nfilters || j < n) {
-        int c = i == mq->nfilters ? 1 : j == n ? -1 : strcmp(mq->filters[i], filters[j]);
-        if (c < 0) {
-            sub_name(mq, mq->filters[i], sub, sizeof sub);
+    while (i < mq->nsubs || j < n) {
+        int c = i == mq->nsubs ? 1 : j == n ? -1 : strcmp(mq->subs[i].filter, want[j]);
+        if (c < 0) { /* no longer wanted */
+            eng__mqtt_sub_name(mq, mq->subs[i].filter, sub, sizeof sub);
             if (up)
                 mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+            free(mq->subs[i].filter);
             i++;
-        } else if (c > 0) {
-            sub_name(mq, filters[j], sub, sizeof sub);
-            if (up && mosquitto_subscribe(mq->in.mosq, NULL, sub, 1) != MOSQ_ERR_SUCCESS)
-                eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s failed", sub);
+        } else if (c > 0) { /* new */
+            if (j && !strcmp(want[j], want[j - 1])) {
+                j++;
+                continue;
+            }
+            nv[k] = (eng_mqtt_sub){.filter = strdup(want[j]), .code = -1};
+            if (!nv[k].filter) {
+                j++;
+                continue;
+            }
             j++;
+            k++;
         } else {
-            i++, j++;
+            nv[k++] = mq->subs[i++];
+            j++;
         }
     }
-    char **nf = calloc(n + 1, sizeof *nf);
-    size_t k = 0;
-    for (size_t t = 0; nf && t < n; t++)
-        if ((nf[k] = strdup(filters[t])))
-            k++;
-    for (size_t t = 0; t < mq->nfilters; t++)
-        free(mq->filters[t]);
-    free(mq->filters);
-    mq->filters = nf;
-    mq->nfilters = nf ? k : 0;
+    free(mq->subs);
+    mq->subs = nv;
+    mq->nsubs = k;
+    if (up)
+        for (size_t t = 0; t < k; t++)
+            if (nv[t].code == -1 && nv[t].mid == 0)
+                subscribe_one(mq, t);
     pthread_mutex_unlock(&mq->mu);
+    free(want);
+}
+
+int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter) {
+    int code = -1;
+    pthread_mutex_lock(&mq->mu);
+    for (size_t i = 0; i < mq->nsubs; i++)
+        if (!strcmp(mq->subs[i].filter, filter)) {
+            code = mq->subs[i].code;
+            break;
+        }
+    pthread_mutex_unlock(&mq->mu);
+    return code;
+}
+
+uint64_t eng_mqtt_refused(eng_mqtt *mq) { return atomic_load(&mq->refused); }
+
+/* {====== publishing */
+
+static void on_publish(struct mosquitto *mosq, void *ud, int mid, int reason,
+                       const mosquitto_property *props) {
+    eng_mqtt *mq = ud;
+    if (mid < 0 || mid > 65535)
+        return;
+    pthread_mutex_lock(&mq->pmu);
+    if (!mq->pend) {
+        pthread_mutex_unlock(&mq->pmu);
+        return;
+    }
+    eng_mqtt_pending *p = &mq->pend[mid];
+    eng_mqtt_done_fn fn = p->fn;
+    void *fud = p->ud;
+    if (fn) {
+        *p = (eng_mqtt_pending){0};
+        mq->npend--;
+    }
+    pthread_mutex_unlock(&mq->pmu);
+    if (fn)
+        fn(fud, reason < 0x80, reason < 0x80 ? NULL : mosquitto_reason_string(reason));
 }
 
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,
-                     const sql_mqtt_props *props, int hops) {
-    if (!atomic_load(&mq->out.connected))
+                     const sql_mqtt_props *props, int hops, eng_mqtt_done_fn done, void *ud) {
+    if (mq->input_off || !atomic_load(&mq->out.connected))
         return -1;
     mosquitto_property *pr = NULL;
     if (mq->cfg->mqtt_version == 5) { /* MQTT 3.1.1 has no properties: they are dropped */
@@ -408,12 +486,31 @@ int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_
             mosquitto_property_add_string_pair(&pr, MQTT_PROP_USER_PROPERTY, props->user[i].key,
                                                props->user[i].value);
     }
-    int rc = mosquitto_publish_v5(mq->out.mosq, NULL, topic, (int)len, payload, qos, false, pr);
+    int mid = 0, rc;
+    if (!done) {
+        rc = mosquitto_publish_v5(mq->out.mosq, &mid, topic, (int)len, payload, qos, false, pr);
+    } else {
+        pthread_mutex_lock(&mq->pmu);
+        if (!mq->pend)
+            mq->pend = calloc(65536, sizeof *mq->pend);
+        rc = mq->pend ? mosquitto_publish_v5(mq->out.mosq, &mid, topic, (int)len, payload, qos,
+                                             false, pr)
+                      : MOSQ_ERR_NOMEM;
+        if (rc == MOSQ_ERR_SUCCESS) {
+            mq->pend[mid & 0xffff] = (eng_mqtt_pending){.fn = done, .ud = ud};
+            mq->npend++;
+        }
+        pthread_mutex_unlock(&mq->pmu);
+    }
     mosquitto_property_free_all(&pr);
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
 
+/* }====== */
+
 int eng_mqtt_connected(const eng_mqtt *mq) {
+    if (mq->input_off)
+        return 1;
     return atomic_load(&mq->in.connected) && atomic_load(&mq->out.connected);
 }
 
@@ -434,14 +531,22 @@ void eng_mqtt_free(eng_mqtt *mq) {
         pthread_join(mq->in.th, NULL);
     if (mq->out.started)
         pthread_join(mq->out.th, NULL);
+    /* completions that never came: the broker never acknowledged those messages, so their
+     * owners must not count them as delivered */
+    for (size_t mid = 0; mq->pend && mid < 65536; mid++)
+        if (mq->pend[mid].fn)
+            mq->pend[mid].fn(mq->pend[mid].ud, 0, "sluice stopped before the broker "
+                                                  "acknowledged the message");
+    free(mq->pend);
     if (mq->in.mosq)
         mosquitto_destroy(mq->in.mosq);
     if (mq->out.mosq)
         mosquitto_destroy(mq->out.mosq);
-    for (size_t i = 0; i < mq->nfilters; i++)
-        free(mq->filters[i]);
-    free(mq->filters);
+    for (size_t i = 0; i < mq->nsubs; i++)
+        free(mq->subs[i].filter);
+    free(mq->subs);
     pthread_mutex_destroy(&mq->mu);
+    pthread_mutex_destroy(&mq->pmu);
     free(mq);
     mosquitto_lib_cleanup(); /* frees OpenSSL's global state too (one eng_mqtt per process) */
 }

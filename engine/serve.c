@@ -1,13 +1,17 @@
 /*
- * serve.c -- `sluice serve`: configuration, then the registry (rules loaded from the store),
- * the workers, the MQTT connections and the REST API, then wait for SIGTERM or SIGINT.
+ * serve.c -- `sluice serve`: configuration and the data dir's identity, then the registry
+ * (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
+ * the replay of what the journal kept from before the last stop, the MQTT input, and the REST
+ * API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
+ * messages are processed ahead of anything new on their topic.
  *
- * Shutdown drains instead of dropping: stop reading MQTT, stop the REST API (no new
- * publishes), let the workers finish every queued message, then drain every action pipeline
- * (what cannot be delivered goes to the dead-letter store), let the output connection send
- * what is queued, and exit 0. Signals are blocked in every thread and taken by the main
- * thread with sigtimedwait(), which also gives it a once-a-second tick to free old rule
- * snapshots.
+ * Shutdown drains instead of dropping: stop reading MQTT (the PUBACKs of what was journaled go
+ * out), stop the REST API (no new publishes), let the workers finish every queued message,
+ * then drain every action pipeline (what cannot be delivered goes to the dead-letter store),
+ * let the output connection send what is queued, close the journal (whatever is still
+ * unfinished is replayed at the next start), and exit 0. Signals are blocked in every thread
+ * and taken by the main thread with sigtimedwait(), which also gives it a once-a-second tick
+ * to free old rule snapshots.
  */
 #include "engine_int.h"
 
@@ -44,6 +48,11 @@ int eng_serve_main(int argc, char **argv) {
         return 64;
     }
     eng_log_set_level(cfg.log_level);
+    if (eng_instance_load(&cfg, err, sizeof err) != 0) {
+        eng_log(ENG_LOG_ERROR, "serve.instance", "%s", err);
+        fprintf(stderr, "sluice serve: %s\n", err);
+        return 1;
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -77,14 +86,27 @@ int eng_serve_main(int argc, char **argv) {
     for (size_t i = 0; all && i < nrules; i++)
         eng_rule_release(all[i]);
     free(all);
+    if (cfg.journal_mode != ENG_JOURNAL_OFF) {
+        eng_journal_opts jo = {.mode = cfg.journal_mode,
+                               .interval_ms = cfg.journal_interval_ms,
+                               .max_bytes = cfg.journal_max_bytes,
+                               .instance = cfg.instance_hash};
+        env.journal = eng_journal_open(cfg.data_dir, &jo, &e);
+        if (!env.journal) {
+            eng_log(ENG_LOG_ERROR, "journal.open", "%s", e.message);
+            fprintf(stderr, "sluice serve: %s\n", e.message);
+            goto out;
+        }
+    }
     env.workers = eng_workers_new(&cfg, env.registry, &env);
     if (!env.workers)
         goto out;
-    env.mqtt = eng_mqtt_new(&cfg, env.workers);
+    env.mqtt = eng_mqtt_new(&cfg, env.workers, env.journal);
     if (!env.mqtt)
         goto out;
     eng_registry_on_filters(env.registry, filters_changed, env.mqtt);
-    if (eng_mqtt_start(env.mqtt) != 0)
+    if (eng_mqtt_start(env.mqtt) != 0 || eng_ingest_replay(&env) != 0 ||
+        eng_mqtt_start_input(env.mqtt) != 0)
         goto out;
     admin = eng_admin_start(&env, &e);
     if (!admin) {
@@ -93,8 +115,12 @@ int eng_serve_main(int argc, char **argv) {
         goto out;
     }
     eng_log(ENG_LOG_INFO, "serve.started",
-            "sluice serving on http://%s, broker %s, %d workers, %zu rules from %s",
-            cfg.http_addr, cfg.mqtt_url, cfg.workers, nrules, cfg.data_dir);
+            "sluice serving on http://%s, broker %s (client id %s), %d workers, %zu rules from "
+            "%s, journal %s", cfg.http_addr, cfg.mqtt_url, cfg.mqtt_client_id, cfg.workers,
+            nrules, cfg.data_dir,
+            cfg.journal_mode == ENG_JOURNAL_BATCH      ? "batch"
+            : cfg.journal_mode == ENG_JOURNAL_INTERVAL ? "interval"
+                                                       : "off (a crash loses what is in memory)");
     for (;;) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(&sigs, NULL, &tick);
@@ -119,6 +145,7 @@ out:
     eng_registry_free(env.registry);
     eng_mqtt_free(env.mqtt);
     eng_workers_free(env.workers);
+    eng_journal_close(env.journal);
     act_dlq_close(env.dlq);
     if (rc == 0)
         eng_log(ENG_LOG_INFO, "serve.stopped", "all queued messages processed");

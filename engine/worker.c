@@ -1,10 +1,14 @@
 /*
- * worker.c -- the evaluator pool: N threads, one bounded queue each.
+ * worker.c -- the evaluator pool: N threads, one queue each.
  *
  * A message goes to worker hash(topic) mod N, so messages on one topic are evaluated and
- * delivered in the order they arrived. When that queue is full the submitter waits: the MQTT
- * input loop blocks inside its message callback, which stops it reading from the socket, so
- * back-pressure reaches the broker instead of memory growing or messages being dropped.
+ * delivered in the order they arrived. Submitting never blocks: a source hands over what it
+ * has already made durable (journaled, or still in Kafka) and is told when the target queue
+ * has reached its bound, and then stops reading (the MQTT input stops reading its socket, the
+ * Kafka source pauses its partitions) until eng_workers_saturated() clears. Blocking inside the
+ * source, as an earlier version did, would also have stopped the MQTT connection's PUBACKs and
+ * keepalive. A queue is a linked list through eng_msg.next; a source hands over a whole batch
+ * with one lock per worker, and a worker takes its whole queue with one lock.
  *
  * Per message, a worker takes the registry's current snapshot (lock-free), matches the topic
  * in the snapshot's index, runs each matching rule with its own sql_exec, and hands the output
@@ -23,10 +27,12 @@
 
 typedef struct wqueue {
     pthread_mutex_t mu;
-    pthread_cond_t nonempty, nonfull;
-    eng_msg **ring; /* guarded by mu */
-    size_t cap, head, len;
-    int stop;
+    pthread_cond_t nonempty;
+    eng_msg *head, *tail; /* guarded by mu; linked through eng_msg.next */
+    size_t len;           /* guarded by mu */
+    _Atomic size_t held;  /* taken by the worker and not yet processed (for metrics) */
+    int stop;             /* guarded by mu */
+    int full;             /* guarded by mu: len reached the bound (counted in nfull) */
 } wqueue;
 
 struct eng_workers {
@@ -36,6 +42,10 @@ struct eng_workers {
     eng_registry *reg;
     eng_env *env;
     const eng_config *cfg;
+    size_t bound;          /* per queue: at or above it, sources stop reading */
+    _Atomic int nfull;     /* queues at or above the bound */
+    pthread_mutex_t room_mu;
+    pthread_cond_t room;   /* broadcast when a full queue drains below its bound */
 };
 
 typedef struct wctx {
@@ -49,37 +59,102 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int eng_workers_submit_take(eng_workers *ws, eng_msg *m, int block_ms) {
-    wqueue *q = &ws->q[eng_topic_hash(m->topic, m->topic_len) % (uint32_t)ws->n];
-    struct timespec dl;
-    if (block_ms >= 0) {
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += block_ms / 1000;
-        dl.tv_nsec += (long)(block_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
-    }
+/* Appends the chain first..last (n messages, all for queue q) under one lock. Returns 1 when
+ * the queue is now at or above its bound, -1 when it is stopped (the chain is not queued). */
+static int enqueue(eng_workers *ws, wqueue *q, eng_msg *first, eng_msg *last, size_t n) {
     pthread_mutex_lock(&q->mu);
-    while (q->len == q->cap && !q->stop) {
-        if (block_ms < 0)
-            pthread_cond_wait(&q->nonfull, &q->mu);
-        else if (pthread_cond_timedwait(&q->nonfull, &q->mu, &dl) != 0)
-            break;
-    }
-    if (q->len == q->cap || q->stop) {
+    if (q->stop) {
         pthread_mutex_unlock(&q->mu);
         return -1;
     }
-    int source = m->source; /* m belongs to the worker once it is queued */
-    q->ring[(q->head + q->len) % q->cap] = m;
+    last->next = NULL;
+    if (q->tail)
+        q->tail->next = first;
+    else
+        q->head = first;
+    q->tail = last;
     /* only an empty queue can have a sleeping worker: skip the futex call otherwise */
-    if (q->len++ == 0)
+    if (q->len == 0)
         pthread_cond_signal(&q->nonempty);
+    q->len += n;
+    if (!q->full && q->len >= ws->bound) {
+        q->full = 1;
+        atomic_fetch_add(&ws->nfull, 1);
+    }
+    int full = q->full;
     pthread_mutex_unlock(&q->mu);
-    atomic_fetch_add_explicit(&eng_metrics_global.messages_in[source], 1, memory_order_relaxed);
-    return 0;
+    return full;
+}
+
+int eng_workers_submit_take(eng_workers *ws, eng_msg *m) {
+    wqueue *q = &ws->q[eng_topic_hash(m->topic, m->topic_len) % (uint32_t)ws->n];
+    int source = m->source; /* m belongs to the worker once it is queued */
+    int rc = enqueue(ws, q, m, m, 1);
+    if (rc >= 0)
+        atomic_fetch_add_explicit(&eng_metrics_global.messages_in[source], 1,
+                                  memory_order_relaxed);
+    return rc;
+}
+
+int eng_workers_submit_batch_take(eng_workers *ws, eng_msg *list) {
+    /* split the chain per worker, keeping arrival order within each, then one lock each */
+    enum { MAXW = 64 };
+    eng_msg *first[MAXW] = {0}, *last[MAXW] = {0};
+    size_t cnt[MAXW] = {0};
+    uint64_t in[ENG_SRC_COUNT_] = {0};
+    int nw = ws->n < MAXW ? ws->n : MAXW, full = 0;
+    for (eng_msg *m = list, *nx; m; m = nx) {
+        nx = m->next;
+        int w = (int)(eng_topic_hash(m->topic, m->topic_len) % (uint32_t)ws->n);
+        if (w >= nw) { /* more workers than the local table: queue it alone */
+            full |= eng_workers_submit_take(ws, m) != 0;
+            continue;
+        }
+        in[m->source]++;
+        m->next = NULL;
+        if (last[w])
+            last[w]->next = m;
+        else
+            first[w] = m;
+        last[w] = m;
+        cnt[w]++;
+    }
+    for (int w = 0; w < nw; w++) {
+        if (!cnt[w])
+            continue;
+        int rc = enqueue(ws, &ws->q[w], first[w], last[w], cnt[w]);
+        if (rc < 0) { /* stopped: nobody will process them; a journal keeps them */
+            for (eng_msg *m = first[w], *nx; m; m = nx) {
+                nx = m->next;
+                in[m->source]--;
+                atomic_store(&m->keep, 1);
+                eng_msg_free(m);
+            }
+        }
+        full |= rc != 0;
+    }
+    for (int s = 0; s < ENG_SRC_COUNT_; s++)
+        if (in[s])
+            atomic_fetch_add_explicit(&eng_metrics_global.messages_in[s], in[s],
+                                      memory_order_relaxed);
+    return full ? 1 : 0;
+}
+
+int eng_workers_saturated(eng_workers *ws) { return atomic_load(&ws->nfull) > 0; }
+
+int eng_workers_wait_room(eng_workers *ws, int timeout_ms) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    long ns = dl.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
+    dl.tv_sec += timeout_ms / 1000 + ns / 1000000000L;
+    dl.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&ws->room_mu);
+    while (atomic_load(&ws->nfull) > 0)
+        if (pthread_cond_timedwait(&ws->room, &ws->room_mu, &dl) != 0)
+            break;
+    int ok = atomic_load(&ws->nfull) == 0;
+    pthread_mutex_unlock(&ws->room_mu);
+    return ok ? 0 : -1;
 }
 
 /* {====== hand-off to the actions */
@@ -119,6 +194,8 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
     size_t plen = out.len;
     for (size_t i = 0; i < r->nactions; i++) {
         eng_action *a = &r->actions[i];
+        if (m->nskip && eng_msg_done_before(m, r->name, r->revision, (int)i))
+            continue; /* a replay: this pair delivered the message before the crash */
         char err[512] = "";
         if (act_render(x, a->tpl_base, a->ntpl, a->inst->wants_nulls, fs, err, sizeof err)) {
             /* a template that cannot be evaluated is a failure of this action for this
@@ -165,7 +242,8 @@ static void process(wctx *w, sql_exec *x, eng_msg *m, act_fields *fb) {
 
 static void *worker_main(void *arg) {
     wctx *w = arg;
-    wqueue *q = &w->ws->q[w->id];
+    eng_workers *ws = w->ws;
+    wqueue *q = &ws->q[w->id];
     sql_exec *x = sql_exec_new();
     act_fields fb = {0};
     for (;;) {
@@ -176,15 +254,28 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&q->mu);
             break;
         }
-        eng_msg *m = q->ring[q->head];
-        q->head = (q->head + 1) % q->cap;
-        /* only a full queue can have a waiting submitter */
-        if (q->len-- == q->cap)
-            pthread_cond_broadcast(&q->nonfull);
+        /* take the whole queue at once: one lock round per burst, not per message */
+        eng_msg *list = q->head;
+        atomic_store_explicit(&q->held, q->len, memory_order_relaxed);
+        q->head = q->tail = NULL;
+        q->len = 0;
+        int was_full = q->full;
+        q->full = 0;
         pthread_mutex_unlock(&q->mu);
-        if (x)
-            process(w, x, m, &fb);
-        eng_msg_free(m);
+        if (was_full) {
+            atomic_fetch_sub(&ws->nfull, 1);
+            pthread_mutex_lock(&ws->room_mu);
+            pthread_cond_broadcast(&ws->room);
+            pthread_mutex_unlock(&ws->room_mu);
+        }
+        for (eng_msg *m = list, *nx; m; m = nx) {
+            nx = m->next;
+            m->next = NULL;
+            if (x)
+                process(w, x, m, &fb);
+            eng_msg_free(m);
+            atomic_fetch_sub_explicit(&q->held, 1, memory_order_relaxed);
+        }
     }
     act_fields_deinit(&fb);
     sql_exec_free(x);
@@ -200,19 +291,16 @@ eng_workers *eng_workers_new(const eng_config *cfg, eng_registry *reg, eng_env *
     ws->reg = reg;
     ws->env = env;
     ws->cfg = cfg;
+    ws->bound = cfg->queue_depth > 0 ? (size_t)cfg->queue_depth : 1;
+    pthread_mutex_init(&ws->room_mu, NULL);
+    pthread_cond_init(&ws->room, NULL);
     ws->q = calloc((size_t)ws->n, sizeof *ws->q);
     ws->th = calloc((size_t)ws->n, sizeof *ws->th);
     if (!ws->q || !ws->th)
         goto fail;
     for (int i = 0; i < ws->n; i++) {
-        wqueue *q = &ws->q[i];
-        pthread_mutex_init(&q->mu, NULL);
-        pthread_cond_init(&q->nonempty, NULL);
-        pthread_cond_init(&q->nonfull, NULL);
-        q->cap = (size_t)cfg->queue_depth;
-        q->ring = calloc(q->cap, sizeof *q->ring);
-        if (!q->ring)
-            goto fail;
+        pthread_mutex_init(&ws->q[i].mu, NULL);
+        pthread_cond_init(&ws->q[i].nonempty, NULL);
     }
     for (int i = 0; i < ws->n; i++) {
         wctx *w = malloc(sizeof *w);
@@ -235,7 +323,7 @@ size_t eng_workers_depth(eng_workers *ws, int w) {
     pthread_mutex_lock(&ws->q[w].mu);
     size_t n = ws->q[w].len;
     pthread_mutex_unlock(&ws->q[w].mu);
-    return n;
+    return n + atomic_load_explicit(&ws->q[w].held, memory_order_relaxed);
 }
 
 int eng_workers_count(const eng_workers *ws) { return ws->n; }
@@ -245,7 +333,6 @@ void eng_workers_stop(eng_workers *ws) {
         pthread_mutex_lock(&ws->q[i].mu);
         ws->q[i].stop = 1;
         pthread_cond_broadcast(&ws->q[i].nonempty);
-        pthread_cond_broadcast(&ws->q[i].nonfull);
         pthread_mutex_unlock(&ws->q[i].mu);
     }
     for (int i = 0; i < ws->n; i++)
@@ -257,13 +344,16 @@ void eng_workers_free(eng_workers *ws) {
         return;
     for (int i = 0; i < ws->n; i++) {
         wqueue *q = &ws->q[i];
-        for (size_t k = 0; k < q->len; k++)
-            eng_msg_free(q->ring[(q->head + k) % q->cap]);
-        free(q->ring);
+        for (eng_msg *m = q->head, *nx; m; m = nx) { /* never processed: kept for replay */
+            nx = m->next;
+            atomic_store(&m->keep, 1);
+            eng_msg_free(m);
+        }
         pthread_mutex_destroy(&q->mu);
         pthread_cond_destroy(&q->nonempty);
-        pthread_cond_destroy(&q->nonfull);
     }
+    pthread_mutex_destroy(&ws->room_mu);
+    pthread_cond_destroy(&ws->room);
     free(ws->q);
     free(ws->th);
     free(ws);

@@ -173,6 +173,20 @@ static int rp_topic(const act_msg *m, char *topic, size_t tcap, char *err, size_
     return 0;
 }
 
+/* The broker's answer to a republished copy of a journaled message: acknowledged, the journal
+ * may retire the message (once its other actions are done too); refused or never answered
+ * (sluice stopped first), it stays in the journal and is replayed at the next start. */
+static void rp_acked(void *ud, int ok, const char *err) {
+    eng_msg *in = ud;
+    if (!ok) {
+        atomic_store(&in->keep, 1);
+        atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
+        eng_log(ENG_LOG_WARN, "republish.unacknowledged", "republish of a message on %s: %s",
+                in->topic, err ? err : "no acknowledgement");
+    }
+    eng_msg_free(in);
+}
+
 static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size_t cap) {
     int hops = m->in ? m->in->hops : 0;
     if (hops >= r->env->cfg->republish_max_hops) {
@@ -219,8 +233,11 @@ static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size
         user[i] = (sql_user_prop){m->fields[r->user0 + 2 * i], m->fields[r->user0 + 2 * i + 1]};
     props.user = user;
     props.nuser = (size_t)r->nuser;
+    /* the message stays in the journal until the broker has acknowledged its copy */
+    eng_msg *held = m->in && m->in->origin ? eng_msg_retain((eng_msg *)m->in) : NULL;
     if (eng_mqtt_publish(r->env->mqtt, topic, m->payload, m->payload_len, r->qos, &props,
-                         hops + 1) != 0) {
+                         hops + 1, held ? rp_acked : NULL, held) != 0) {
+        eng_msg_free(held);
         snprintf(err, cap, "MQTT publish to '%s' failed (not connected)", topic);
         atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
         return ACT_RETRY;
