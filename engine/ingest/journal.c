@@ -92,6 +92,7 @@ struct eng_journal {
     int mode;                  /* ENG_JOURNAL_* */
     int interval_ms;
     uint64_t max_bytes, seg_bytes;
+    char gate[256];            /* SLUICE_TEST_COMMIT_GATE: commits wait while it exists */
     uint64_t instance;
     eng_origin origin;
 
@@ -124,9 +125,11 @@ struct eng_journal {
     size_t npairs, paircap;
     uint64_t ckpt_lwm;
 
-    /* replay */
+    /* replay: what recovery found unfinished, and their done pairs (seq order) */
     jpend *pend;
     size_t npend;
+    jpair *rpairs;
+    size_t nrpairs;
     int replay_fds_open;
 
     pthread_t ticker;
@@ -323,6 +326,10 @@ static void flush_locked(eng_journal *j, int want_sync) {
     int err = 0, synced = 0;
     jseg fresh = {.fd = -1};
     uint64_t seg_max = 0;
+    /* tests/integration/test_puback_order.py holds commits back with this file to prove that
+     * no PUBACK leaves before its message is committed */
+    while (j->gate[0] && access(j->gate, F_OK) == 0)
+        usleep(1000);
     if (b.len) {
         if (roll) {
             if (sync_old && fdatasync(cur->fd) != 0)
@@ -949,10 +956,10 @@ static int recover(eng_journal *j, eng_error *e) {
     j->npend = np;
     s.msgs = NULL;
     /* hand the pairs of pending messages to replay; the rest are finished */
-    j->pairs = s.pairs;
-    j->npairs = s.npairs;
-    j->paircap = s.paircap;
+    j->rpairs = s.pairs;
+    j->nrpairs = s.npairs;
     s.pairs = NULL;
+    s.npairs = 0;
     if (np)
         eng_log(ENG_LOG_INFO, "journal.recovered",
                 "%zu unfinished messages to replay (seq %llu..%llu)", np,
@@ -1086,16 +1093,16 @@ int eng_journal_replay(eng_journal *j, int (*fn)(void *ud, eng_msg *m), void *ud
             retire(j, &fake);
             continue;
         }
-        while (pi < j->npairs && j->pairs[pi].seq < pe->seq)
+        while (pi < j->nrpairs && j->rpairs[pi].seq < pe->seq)
             pi++;
         size_t first = pi, k = 0;
-        while (pi < j->npairs && j->pairs[pi].seq == pe->seq)
+        while (pi < j->nrpairs && j->rpairs[pi].seq == pe->seq)
             pi++;
         if (pi > first && (m->skip = calloc(pi - first, sizeof *m->skip))) {
             for (size_t t = first; t < pi; t++) {
-                m->skip[k] = (eng_done_pair){j->pairs[t].rule, j->pairs[t].revision,
-                                             j->pairs[t].action};
-                j->pairs[t].rule = NULL; /* moved */
+                m->skip[k] = (eng_done_pair){j->rpairs[t].rule, j->rpairs[t].revision,
+                                             j->rpairs[t].action};
+                j->rpairs[t].rule = NULL; /* moved */
                 k++;
             }
             m->nskip = k;
@@ -1106,13 +1113,11 @@ int eng_journal_replay(eng_journal *j, int (*fn)(void *ud, eng_msg *m), void *ud
     }
     free(b);
     /* the pending list and the recovered pairs are spent */
-    pthread_mutex_lock(&j->dmu);
-    for (size_t t = 0; t < j->npairs; t++)
-        free(j->pairs[t].rule);
-    free(j->pairs);
-    j->pairs = NULL;
-    j->npairs = j->paircap = 0;
-    pthread_mutex_unlock(&j->dmu);
+    for (size_t t = 0; t < j->nrpairs; t++)
+        free(j->rpairs[t].rule);
+    free(j->rpairs);
+    j->rpairs = NULL;
+    j->nrpairs = 0;
     free(j->pend);
     j->pend = NULL;
     j->npend = 0;
@@ -1143,6 +1148,9 @@ eng_journal *eng_journal_open(const char *data_dir, const eng_journal_opts *o, e
     if (j->seg_bytes < 64ull << 10)
         j->seg_bytes = 64ull << 10;
     j->instance = o->instance;
+    const char *gate = getenv("SLUICE_TEST_COMMIT_GATE");
+    if (gate && strlen(gate) < sizeof j->gate)
+        snprintf(j->gate, sizeof j->gate, "%s", gate);
     j->origin = (eng_origin){retire, j};
     j->done_seq = 0;
     pthread_mutex_init(&j->wmu, NULL);
@@ -1199,6 +1207,9 @@ void eng_journal_close(eng_journal *j) {
     for (size_t i = 0; i < j->npairs; i++)
         free(j->pairs[i].rule);
     free(j->pairs);
+    for (size_t i = 0; i < j->nrpairs; i++)
+        free(j->rpairs[i].rule);
+    free(j->rpairs);
     free(j->pend);
     pthread_mutex_destroy(&j->wmu);
     pthread_cond_destroy(&j->wcv);
