@@ -86,6 +86,9 @@ struct act_instance {
                                   when the lane is idle, saving a thread hand-off per message */
     char resource[256];        /* failedResource in AWS's error document: the topic, URL,
                                   table... (default: the action type's name) */
+    int holds_until_acked;     /* deliver() keeps a reference to a journaled message until the
+                                  sink acknowledged it (republish: the broker's PUBACK), so
+                                  returning ACT_OK does not mean the pair is done */
 };
 
 struct act_vtable {
@@ -174,6 +177,8 @@ typedef struct act_owner {
     int err_wants_nulls;
     act_dlq *dlq;                   /* the dead-letter store (outlives every pipe) */
     const eng_config *cfg;          /* queue depth, retry policy */
+    eng_journal *journal;           /* records (rule, action) pairs done with a journaled
+                                       message that still has other work (NULL: none) */
 } act_owner;
 
 /* Delivery counters of one pipeline, for /metrics. */

@@ -75,6 +75,7 @@ struct act_pipe {
     int nlanes;
     lane *lanes;
     int closed;
+    int inst_inline_held; /* the instance's holds_until_acked */
     act_pipe_stats stats;
 };
 
@@ -198,6 +199,19 @@ static void item_error(item *it, const char *prefix, const char *msg) {
 
 /* }====== */
 
+/* This (rule, action) pair is done with journaled message in: when the message still has
+ * other work pending, the journal records the pair so that a replay after a crash skips it.
+ * (With one reference left -- ours -- its release retires the whole message anyway.) An
+ * action that reports its own completion later (republish, on the broker's PUBACK) keeps the
+ * message referenced until then, so a replay repeats it rather than skip it. */
+static void pair_done(act_pipe *p, const eng_msg *in) {
+    if (!p->o.journal || !in->seq || p->inst_inline_held ||
+        atomic_load_explicit(&in->refs, memory_order_relaxed) <= 1)
+        return;
+    eng_journal_pair_done(p->o.journal, in, p->rule_name,
+                          p->o.rule_revision ? *p->o.rule_revision : 0, p->o.index);
+}
+
 /* {====== the failure path */
 
 static void fail_item(act_pipe *p, item *it);
@@ -284,6 +298,7 @@ static void dead_letter(act_pipe *p, item *orig, const item *also) {
                 home->rule_name, home->vt->name, orig->in->topic);
         return;
     }
+    pair_done(home, orig->in);
     eng_log(ENG_LOG_WARN, "deadletter.stored", "rule %s, %s action, topic %s: dead letter %llu: %s",
             home->rule_name, home->vt->name, orig->in->topic, (unsigned long long)id,
             n ? errs[n - 1] : "");
@@ -421,8 +436,12 @@ static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen
     lane *l = lane_of(p, in);
     if (pthread_mutex_trylock(&l->busy) != 0)
         return 0;
+    /* idle: nothing queued, and no batch taken by the lane thread and not yet delivered (it
+     * dequeues under mu before it takes busy, so without the inflight check a newer message
+     * could overtake the batch it holds) */
     pthread_mutex_lock(&l->mu);
-    int idle = l->len == 0 && !l->stop;
+    int idle = l->len == 0 && !l->stop &&
+               atomic_load_explicit(&l->inflight, memory_order_relaxed) == 0;
     pthread_mutex_unlock(&l->mu);
     if (!idle) {
         pthread_mutex_unlock(&l->busy);
@@ -440,6 +459,7 @@ static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen
     atomic_fetch_add_explicit(&p->stats.batch_msgs, 1, memory_order_relaxed);
     if (r == ACT_OK) {
         pthread_mutex_unlock(&l->busy);
+        pair_done(p, in);
         atomic_fetch_add_explicit(&p->stats.delivered, 1, memory_order_relaxed);
         observe(p, now_ns() - t0);
         return 1;
@@ -528,6 +548,10 @@ static void observe(act_pipe *p, uint64_t ns) {
 
 static void delivered(act_pipe *p, item *it, uint64_t t) {
     atomic_fetch_add_explicit(&p->stats.delivered, 1, memory_order_relaxed);
+    if (it->origin) /* an error document delivered: the failed action's pair is done */
+        pair_done(it->origin->pipe, it->origin->in);
+    else
+        pair_done(p, it->in);
     observe(p, t - it->enq_ns);
     if (it->redrive_id && p->o.dlq)
         act_dlq_resolve(p->o.dlq, it->redrive_id);
@@ -681,6 +705,7 @@ act_pipe *act_pipe_new_take(act_instance *inst, const act_owner *o, eng_error *e
     }
     p->inst = inst;
     p->vt = inst->vt;
+    p->inst_inline_held = inst->holds_until_acked;
     snprintf(p->resource, sizeof p->resource, "%s", inst->resource[0] ? inst->resource
                                                                       : inst->vt->name);
     const char *const *tpl;

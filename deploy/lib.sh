@@ -6,7 +6,7 @@ SLUICE_BUILD_PKGS="build-essential cmake ninja-build pkg-config python3 libpcre2
   libcjson-dev libmosquitto-dev libmicrohttpd-dev librdkafka-dev libpq-dev libcurl4-openssl-dev
   tzdata ca-certificates"
 SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl awscli librdkafka1 libpq5 libcurl4"
-SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev python3-boto3 postgresql
+SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev python3-boto3 python3-paho-mqtt postgresql
   $SLUICE_RUN_PKGS"
 
 log() { printf '\n== %s\n' "$*"; }

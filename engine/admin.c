@@ -399,6 +399,38 @@ static void put_metrics(eng_env *env, char **out, size_t *outlen) {
             (unsigned long long)ds.records, (unsigned long long)ds.bytes,
             (unsigned long long)ds.appended, (unsigned long long)ds.evicted,
             (unsigned long long)ds.resolved, (unsigned long long)ds.write_errors);
+    if (env->journal) {
+        eng_journal_stats js;
+        eng_journal_stats_get(env->journal, &js);
+        fprintf(f, "# HELP sluice_journal_unfinished Journaled messages some action is not done "
+                   "with (0 once everything is delivered).\n"
+                   "# TYPE sluice_journal_unfinished gauge\nsluice_journal_unfinished %llu\n"
+                   "# TYPE sluice_journal_bytes gauge\nsluice_journal_bytes %llu\n"
+                   "# TYPE sluice_journal_max_bytes gauge\nsluice_journal_max_bytes %llu\n"
+                   "# TYPE sluice_journal_segments gauge\nsluice_journal_segments %llu\n"
+                   "# TYPE sluice_journal_appended_total counter\n"
+                   "sluice_journal_appended_total %llu\n"
+                   "# TYPE sluice_journal_syncs_total counter\nsluice_journal_syncs_total %llu\n"
+                   "# TYPE sluice_journal_replayed_total counter\n"
+                   "sluice_journal_replayed_total %llu\n"
+                   "# HELP sluice_journal_damaged_total Damaged places skipped at recovery.\n"
+                   "# TYPE sluice_journal_damaged_total counter\n"
+                   "sluice_journal_damaged_total %llu\n"
+                   "# TYPE sluice_journal_write_errors_total counter\n"
+                   "sluice_journal_write_errors_total %llu\n"
+                   "# HELP sluice_journal_failed 1 while the journal cannot write (input "
+                   "paused).\n# TYPE sluice_journal_failed gauge\nsluice_journal_failed %d\n",
+                (unsigned long long)js.unfinished, (unsigned long long)js.live_bytes,
+                (unsigned long long)js.max_bytes, (unsigned long long)js.segments,
+                (unsigned long long)js.appended, (unsigned long long)js.syncs,
+                (unsigned long long)js.replayed, (unsigned long long)js.corrupt,
+                (unsigned long long)js.write_errors, js.failed);
+    }
+    if (env->mqtt)
+        fprintf(f, "# HELP sluice_subscriptions_refused_total SUBACKs that refused a rule's "
+                   "topic filter.\n# TYPE sluice_subscriptions_refused_total counter\n"
+                   "sluice_subscriptions_refused_total %llu\n",
+                (unsigned long long)eng_mqtt_refused(env->mqtt));
     for (size_t i = 0; v && i < n; i++)
         eng_rule_release(v[i]);
     free(v);

@@ -437,7 +437,11 @@ eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *jour
  * failure) and runs its loop in its own thread; eng_mqtt_start_input() does the same for the
  * input, once the journal's replay is under way. Thread: main. */
 int eng_mqtt_start(eng_mqtt *mq);
-int eng_mqtt_start_input(eng_mqtt *mq);
+/* before(ud, stop) runs on the input thread before it first connects (the journal's replay);
+ * stop is set when the service stops meanwhile. Without MQTT (url "none") it runs at once on
+ * the caller's thread. */
+int eng_mqtt_start_input(eng_mqtt *mq, int (*before)(void *ud, const _Atomic int *stop),
+                         void *ud);
 /* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured),
  * unsubscribing from the ones no longer needed; remembered for resubscription after a
  * reconnect. Thread: any. */
@@ -491,8 +495,10 @@ char *eng_redrive(eng_env *env, const char *body, size_t n, eng_error *e);
  * cannot write (m is released; the caller answers 503). Thread: any (may wait for a commit). */
 int eng_ingest_submit_take(eng_env *env, eng_msg *m);
 /* Replays what the journal kept from before the last stop, in order, waiting for room in the
- * workers as needed, before any source starts. Thread: main. */
-int eng_ingest_replay(eng_env *env);
+ * workers as needed, before any source reads. Once *stop is set (may be NULL) the rest stays in
+ * the journal for the next start, and -1 is returned. Thread: the MQTT input, before it
+ * connects (or main, without MQTT). */
+int eng_ingest_replay(eng_env *env, const _Atomic int *stop);
 
 /* `sluice serve`: wires everything and runs until SIGTERM/SIGINT. Returns the exit code. */
 int eng_serve_main(int argc, char **argv);

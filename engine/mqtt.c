@@ -303,9 +303,17 @@ static void *out_main(void *arg) {
             attempt = 1; /* a later failure starts the backoff again from the bottom */
         }
     }
-    /* let queued output go out before disconnecting */
-    for (int i = 0; i < 40 && mosquitto_want_write(c->mosq); i++)
-        mosquitto_loop(c->mosq, 50, 1);
+    /* let queued output go out, and its acknowledgements come back, before disconnecting
+     * (bounded: what is still unacknowledged then stays in the journal for the next start) */
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&mq->pmu);
+        size_t waiting = mq->npend;
+        pthread_mutex_unlock(&mq->pmu);
+        if (!waiting && !mosquitto_want_write(c->mosq))
+            break;
+        if (mosquitto_loop(c->mosq, 50, 1) != MOSQ_ERR_SUCCESS)
+            break;
+    }
     mosquitto_disconnect(c->mosq);
     mosquitto_loop(c->mosq, 50, 1);
     return NULL;
@@ -354,9 +362,12 @@ int eng_mqtt_start(eng_mqtt *mq) {
     return 0;
 }
 
-int eng_mqtt_start_input(eng_mqtt *mq) {
+int eng_mqtt_start_input(eng_mqtt *mq, int (*before)(void *ud, const _Atomic int *stop),
+                         void *ud) {
     if (mq->input_off)
-        return 0;
+        return before ? (before(ud, NULL), 0) : 0;
+    mq->before = before;
+    mq->before_ud = ud;
     if (pthread_create(&mq->in.th, NULL, eng__mqtt_in_main, mq) != 0)
         return -1;
     mq->in.started = 1;

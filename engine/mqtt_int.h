@@ -35,6 +35,8 @@ struct eng_mqtt {
     int input_off;         /* SLUICE_MQTT_URL=none: no connection at all */
     eng_mqtt_conn in, out;
     _Atomic int stop_in, stop_all;
+    int (*before)(void *ud, const _Atomic int *stop); /* run by the input before connecting */
+    void *before_ud;
     pthread_mutex_t mu;    /* guards subs */
     eng_mqtt_sub *subs;    /* sorted by filter */
     size_t nsubs;

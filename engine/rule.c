@@ -82,7 +82,8 @@ static int start_pipes(eng_rule *r, eng_env *env, eng_error *e) {
                    .index = -1,
                    .prog = r->prog,
                    .dlq = env ? env->dlq : NULL,
-                   .cfg = env ? env->cfg : NULL};
+                   .cfg = env ? env->cfg : NULL,
+                   .journal = env ? env->journal : NULL};
     if (ea->vt) {
         act_instance *inst = ea->inst;
         ea->inst = NULL;

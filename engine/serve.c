@@ -29,6 +29,8 @@ static void filters_changed(void *ud, const char *const *filters, size_t n) {
     eng_mqtt_set_filters(ud, filters, n);
 }
 
+static int replay(void *ud, const _Atomic int *stop) { return eng_ingest_replay(ud, stop); }
+
 int eng_serve_main(int argc, char **argv) {
     const char *config = NULL;
     for (int i = 2; i < argc; i++) {
@@ -73,6 +75,19 @@ int eng_serve_main(int argc, char **argv) {
         fprintf(stderr, "sluice serve: %s\n", e.message);
         goto out;
     }
+    /* before the rules: their action pipelines record progress in it */
+    if (cfg.journal_mode != ENG_JOURNAL_OFF) {
+        eng_journal_opts jo = {.mode = cfg.journal_mode,
+                               .interval_ms = cfg.journal_interval_ms,
+                               .max_bytes = cfg.journal_max_bytes,
+                               .instance = cfg.instance_hash};
+        env.journal = eng_journal_open(cfg.data_dir, &jo, &e);
+        if (!env.journal) {
+            eng_log(ENG_LOG_ERROR, "journal.open", "%s", e.message);
+            fprintf(stderr, "sluice serve: %s\n", e.message);
+            goto out;
+        }
+    }
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     if (!env.registry)
         goto out;
@@ -86,18 +101,6 @@ int eng_serve_main(int argc, char **argv) {
     for (size_t i = 0; all && i < nrules; i++)
         eng_rule_release(all[i]);
     free(all);
-    if (cfg.journal_mode != ENG_JOURNAL_OFF) {
-        eng_journal_opts jo = {.mode = cfg.journal_mode,
-                               .interval_ms = cfg.journal_interval_ms,
-                               .max_bytes = cfg.journal_max_bytes,
-                               .instance = cfg.instance_hash};
-        env.journal = eng_journal_open(cfg.data_dir, &jo, &e);
-        if (!env.journal) {
-            eng_log(ENG_LOG_ERROR, "journal.open", "%s", e.message);
-            fprintf(stderr, "sluice serve: %s\n", e.message);
-            goto out;
-        }
-    }
     env.workers = eng_workers_new(&cfg, env.registry, &env);
     if (!env.workers)
         goto out;
@@ -105,8 +108,7 @@ int eng_serve_main(int argc, char **argv) {
     if (!env.mqtt)
         goto out;
     eng_registry_on_filters(env.registry, filters_changed, env.mqtt);
-    if (eng_mqtt_start(env.mqtt) != 0 || eng_ingest_replay(&env) != 0 ||
-        eng_mqtt_start_input(env.mqtt) != 0)
+    if (eng_mqtt_start(env.mqtt) != 0)
         goto out;
     admin = eng_admin_start(&env, &e);
     if (!admin) {
@@ -114,6 +116,10 @@ int eng_serve_main(int argc, char **argv) {
         fprintf(stderr, "sluice serve: %s\n", e.message);
         goto out;
     }
+    /* the input thread replays what the journal kept before it connects, so the main thread
+     * stays free for signals and the API answers meanwhile */
+    if (eng_mqtt_start_input(env.mqtt, replay, &env) != 0)
+        goto out;
     eng_log(ENG_LOG_INFO, "serve.started",
             "sluice serving on http://%s, broker %s (client id %s), %d workers, %zu rules from "
             "%s, journal %s", cfg.http_addr, cfg.mqtt_url, cfg.mqtt_client_id, cfg.workers,

@@ -143,6 +143,7 @@ static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
     r->base.lanes = 1;
     r->base.max_batch = 256;
     r->base.deliver_inline = 1; /* eng_mqtt_publish only queues in libmosquitto */
+    r->base.holds_until_acked = 1; /* rp_acked() releases journaled messages */
     snprintf(r->base.resource, sizeof r->base.resource, "%s", t->valuestring);
     *out = &r->base;
     return 0;

@@ -26,11 +26,17 @@ int eng_ingest_submit_take(eng_env *env, eng_msg *m) {
     return 0;
 }
 
+typedef struct replay_ctx {
+    eng_env *env;
+    const _Atomic int *stop;
+} replay_ctx;
+
 static int replay_one(void *ud, eng_msg *m) {
-    eng_env *env = ud;
-    while (eng_workers_saturated(env->workers))
+    replay_ctx *r = ud;
+    eng_env *env = r->env;
+    while (eng_workers_saturated(env->workers) && !(r->stop && atomic_load(r->stop)))
         eng_workers_wait_room(env->workers, 100);
-    if (eng_workers_submit_take(env->workers, m) < 0) {
+    if ((r->stop && atomic_load(r->stop)) || eng_workers_submit_take(env->workers, m) < 0) {
         atomic_store(&m->keep, 1);
         eng_msg_free(m);
         return -1;
@@ -38,8 +44,9 @@ static int replay_one(void *ud, eng_msg *m) {
     return 0;
 }
 
-int eng_ingest_replay(eng_env *env) {
+int eng_ingest_replay(eng_env *env, const _Atomic int *stop) {
     if (!env->journal || !eng_journal_pending_replay(env->journal))
         return 0;
-    return eng_journal_replay(env->journal, replay_one, env);
+    replay_ctx r = {env, stop};
+    return eng_journal_replay(env->journal, replay_one, &r);
 }

@@ -138,6 +138,42 @@ static int connect_in(eng_mqtt *mq, int first) {
     return rc;
 }
 
+/* Leaves the session in place without losing a PUBACK: flush the PUBACKs of what was
+ * committed, then half-close (FIN after them) and read until the broker closes its side,
+ * discarding what it still sent (unacknowledged, so it comes again with the session). Closing
+ * with unread input instead would make the kernel send RST, and a broker that sees RST may
+ * drop the PUBACKs still in its receive buffer: those messages would then come back as
+ * duplicates. (mosquitto_disconnect() closes the socket as soon as its DISCONNECT is written,
+ * with exactly that effect.) */
+static void leave(eng_mqtt *mq) {
+    eng_mqtt_conn *c = &mq->in;
+    int fd = mosquitto_socket(c->mosq);
+    if (fd < 0)
+        return;
+    int64_t end = mono_ms() + 2000;
+    while (mosquitto_want_write(c->mosq) && mono_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        poll(&p, 1, 50);
+        if (mosquitto_loop_write(c->mosq, 1) != MOSQ_ERR_SUCCESS)
+            return;
+    }
+    if (mq->tls) { /* a TLS stream cannot be half-closed: say goodbye properly */
+        mosquitto_disconnect(c->mosq);
+        mosquitto_loop_write(c->mosq, 1);
+        return;
+    }
+    shutdown(fd, SHUT_WR);
+    char buf[16384];
+    while (mono_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+    }
+}
+
 void *eng__mqtt_in_main(void *arg) {
     eng_mqtt *mq = arg;
     eng_mqtt_conn *c = &mq->in;
@@ -145,6 +181,8 @@ void *eng__mqtt_in_main(void *arg) {
     const int64_t trickle_ms = (int64_t)mq->cfg->mqtt_keepalive * 1000 / 4;
     int attempt = 0, up = 0, stalled_logged = 0;
     int64_t last_misc = 0, last_read = mono_ms();
+    if (mq->before && mq->before(mq->before_ud, &mq->stop_in) != 0 && atomic_load(&mq->stop_in))
+        return NULL; /* stopped during the replay: the rest stays in the journal */
     while (!atomic_load(&mq->stop_all) && !atomic_load(&mq->stop_in)) {
         if (mq->journal && eng_journal_failed(mq->journal)) {
             /* nothing can be acknowledged: stay away until the journal writes again */
@@ -225,14 +263,8 @@ void *eng__mqtt_in_main(void *arg) {
         }
     }
     drop_batch(mq);
-    /* the last PUBACKs (of committed messages) may go; then leave, keeping the session */
-    if (up) {
-        for (int i = 0; i < 10 && mosquitto_want_write(c->mosq); i++)
-            if (mosquitto_loop_write(c->mosq, 1) != MOSQ_ERR_SUCCESS)
-                break;
-        mosquitto_disconnect(c->mosq);
-        mosquitto_loop_write(c->mosq, 1);
-    }
+    if (up)
+        leave(mq);
     atomic_store(&c->connected, 0);
     return NULL;
 }

@@ -49,12 +49,13 @@ class Broker:
 
 class Sluice:
     def __init__(self, broker_port, data_dir, token=None, workers=2, mqtt_version=None,
-                 config=None, env_extra=None):
+                 config=None, env_extra=None, wait=True, ready_timeout=10):
         self.http = free_port()
         self.url = f"http://127.0.0.1:{self.http}"
         env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{broker_port}",
                    SLUICE_HTTP_ADDR=f"127.0.0.1:{self.http}", SLUICE_DATA_DIR=data_dir,
-                   SLUICE_WORKERS=str(workers), SLUICE_LOG_LEVEL="warn")
+                   SLUICE_WORKERS=str(workers),
+                   SLUICE_LOG_LEVEL=os.environ.get("SLUICE_TEST_LOG_LEVEL", "warn"))
         if token:
             env["SLUICE_ADMIN_TOKEN"] = token
         if mqtt_version:
@@ -70,9 +71,11 @@ class Sluice:
         self.log = tempfile.NamedTemporaryFile(delete=False)
         self.p = subprocess.Popen(argv, env=env, stdout=self.log,
                                   stderr=subprocess.STDOUT)
+        if not wait:
+            return
         if not wait_port(self.http):
             raise AssertionError("sluice did not start: " + self.logs())
-        self.wait_ready()
+        self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout=10):
         end = time.time() + timeout
