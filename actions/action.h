@@ -185,6 +185,7 @@ typedef struct act_owner {
 #define ACT_LAT_BUCKETS 18          /* delivery latency: 1 us .. 131 ms, powers of two, +Inf */
 typedef struct act_pipe_stats {
     _Atomic uint64_t delivered, failed, retries, overflow, batches, batch_msgs;
+    _Atomic uint64_t deferred;      /* left in the journal at shutdown (sink failing) */
     _Atomic uint64_t latency[ACT_LAT_BUCKETS + 1];
     _Atomic uint64_t latency_sum_ns;
 } act_pipe_stats;

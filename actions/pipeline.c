@@ -579,6 +579,20 @@ static int stopping(lane *l) {
 }
 
 /* Delivers batch[0..n) in order, retrying the head of what is left. */
+/* Shutting down while the sink fails: a journaled message is left in the journal, to be
+ * replayed (and this pair retried) at the next start, instead of taking the failure path now;
+ * only a message no journal holds goes to the error action or the dead letters. */
+static void defer_or_fail(act_pipe *p, item *it) {
+    eng_msg *in = it->origin ? it->origin->in : it->in;
+    if (!in->seq || !in->origin) {
+        fail_item(p, it);
+        return;
+    }
+    atomic_store(&in->keep, 1);
+    atomic_fetch_add_explicit(&p->stats.deferred, 1, memory_order_relaxed);
+    item_free(it);
+}
+
 static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs) {
     act_pipe *p = l->p;
     atomic_fetch_add_explicit(&p->stats.batches, 1, memory_order_relaxed);
@@ -587,7 +601,7 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
     while (off < n) {
         if (l->sink_down) { /* shutting down with a dead sink: no more attempts */
             item_error(batch[off], "", "not delivered before shutdown (the sink was failing)");
-            fail_item(p, batch[off++]);
+            defer_or_fail(p, batch[off++]);
             continue;
         }
         size_t rest = n - off;
@@ -622,7 +636,10 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
             (t1 - it->first_try_ns) / 1000000u >= (uint64_t)p->retry.total_ms) {
             if (stop)
                 l->sink_down = 1;
-            fail_item(p, it);
+            if (stop)
+                defer_or_fail(p, it);
+            else
+                fail_item(p, it);
             off++;
             continue;
         }

@@ -209,6 +209,10 @@ static void put_action_metrics(FILE *f, eng_rule **v, size_t n) {
         {"sluice_action_batch_messages_total", "counter",
          "Messages in those calls (divided by batches: the mean batch size).",
          offsetof(act_pipe_stats, batch_msgs)},
+        {"sluice_action_deferred_total", "counter",
+         "Messages left in the journal at a shutdown while the sink failed (retried at the "
+         "next start).",
+         offsetof(act_pipe_stats, deferred)},
     };
     /* every action of every rule, with its labels, once */
     size_t na = 0;

@@ -2,7 +2,8 @@
 """The failure path end to end, with the file action as the sink (a directory that does not
 exist yet is a transient failure; creating it is the sink's recovery): dead letters listed,
 surviving a restart, re-driven, purged; the error action's AWS document; SIGTERM with a failing
-sink dead-letters what is queued instead of losing it. usage: test_deadletter.py /path/to/sluice"""
+sink leaves what is queued in the journal for the next start (or, without a journal,
+dead-letters it) instead of losing it. usage: test_deadletter.py /path/to/sluice"""
 import base64, json, os, re, shutil, tempfile, time, unittest
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -165,23 +166,38 @@ class DeadLetters(unittest.TestCase):
         self.assertRegex(d["cloudwatchTraceId"], UUID)
         self.assertEqual(dead_letters(self.s, "ea"), [], "handled by the error action")
 
-    def test_sigterm_with_a_failing_sink_dead_letters_the_queue(self):
+    def sigterm_with_a_failing_sink(self, journal):
+        """20 messages queued for a failing sink, then SIGTERM: the shutdown must not wait
+        out the retries."""
         self.s.stop()
         slow = {"actions": {"retry": {"attempts": 100, "baseMs": 2000, "maxMs": 2000,
-                                      "totalMs": 600000}}}
+                                      "totalMs": 600000}}, "ingest": {"journal": journal}}
         self.s = Sluice(self.broker.port, self.data, config=slow)
-        post_rule(self.s, "st", self.rule(os.path.join(self.sink_dir, "s.jsonl")))
+        out = os.path.join(self.sink_dir, "s.jsonl")
+        post_rule(self.s, "st", self.rule(out))
         for i in range(20):
             publish(self.s, "dev/s/t", {"seq": i})
         time.sleep(0.3)
         t0 = time.time()
         self.assertEqual(self.s.stop(), 0)
         self.assertLess(time.time() - t0, 20, "shutdown does not wait out the retries")
+        return out
+
+    def test_sigterm_with_a_failing_sink_leaves_the_queue_in_the_journal(self):
+        out = self.sigterm_with_a_failing_sink("batch")
+        os.makedirs(self.sink_dir)  # the sink recovers while sluice is down
+        self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
+        got = wait_for(lambda: len(lines(out)) >= 20 and lines(out))
+        self.assertEqual(sorted(l["seq"] for l in got), list(range(20)),
+                         "every queued message is delivered after the restart, none lost")
+        self.assertEqual(dead_letters(self.s, "st"), [])
+
+    def test_sigterm_without_a_journal_dead_letters_the_queue(self):
+        self.sigterm_with_a_failing_sink("off")
         self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
         recs = dead_letters(self.s, "st")
         self.assertEqual(sorted(json.loads(base64.b64decode(r["payload"]))["seq"] for r in recs),
                          list(range(20)), "every queued message is a dead letter, none lost")
-
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
