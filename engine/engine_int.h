@@ -335,6 +335,12 @@ eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *en
                        eng_error *e);
 eng_rule *eng_rule_retain(eng_rule *r);
 void eng_rule_release(eng_rule *r); /* closes actions and frees at the last reference */
+/* In the service, closing (draining a rule's pipelines, which a dead sink can make slow) runs
+ * on a closer thread, so that no release -- some happen under the registry's lock -- waits on
+ * a sink. _stop() closes what is queued and joins. Without a started closer a release closes
+ * inline. Thread: main. */
+int eng_rule_closer_start(void);
+void eng_rule_closer_stop(void);
 /* The GetTopicRule "rule" object as compact JSON (malloc'd). Thread: any. */
 char *eng_rule_describe(const eng_rule *r, const eng_config *cfg);
 

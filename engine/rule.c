@@ -256,9 +256,96 @@ eng_rule *eng_rule_retain(eng_rule *r) {
     return r;
 }
 
+/* {====== closing released rules off the caller's thread */
+
+/* Closing a rule drains its action pipelines, which can take as long as a dead sink's retry
+ * budget. The last release often happens under the registry's lock (a snapshot reclaimed
+ * after a replace or delete), so in the service a closer thread does it: a dead sink never
+ * freezes the admin API. Without the closer (unit tests, tools) the release closes inline. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    eng_rule **q;      /* guarded by mu */
+    size_t n, cap;
+    int started, stop;
+    pthread_t th;
+} closer = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void rule_close(eng_rule *r);
+
+static void *closer_main(void *arg) {
+    pthread_mutex_lock(&closer.mu);
+    for (;;) {
+        while (!closer.n && !closer.stop)
+            pthread_cond_wait(&closer.cv, &closer.mu);
+        if (!closer.n)
+            break;
+        eng_rule *r = closer.q[--closer.n];
+        pthread_mutex_unlock(&closer.mu);
+        rule_close(r);
+        pthread_mutex_lock(&closer.mu);
+    }
+    pthread_mutex_unlock(&closer.mu);
+    return NULL;
+}
+
+int eng_rule_closer_start(void) {
+    pthread_mutex_lock(&closer.mu);
+    int rc = 0;
+    if (!closer.started) {
+        closer.stop = 0;
+        rc = pthread_create(&closer.th, NULL, closer_main, NULL) == 0 ? 0 : -1;
+        closer.started = rc == 0;
+    }
+    pthread_mutex_unlock(&closer.mu);
+    return rc;
+}
+
+void eng_rule_closer_stop(void) {
+    pthread_mutex_lock(&closer.mu);
+    if (!closer.started) {
+        pthread_mutex_unlock(&closer.mu);
+        return;
+    }
+    closer.stop = 1;
+    pthread_cond_broadcast(&closer.cv);
+    pthread_mutex_unlock(&closer.mu);
+    pthread_join(closer.th, NULL);
+    pthread_mutex_lock(&closer.mu);
+    closer.started = 0;
+    free(closer.q);
+    closer.q = NULL;
+    closer.n = closer.cap = 0;
+    pthread_mutex_unlock(&closer.mu);
+}
+
+/* }====== */
+
 void eng_rule_release(eng_rule *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
+    pthread_mutex_lock(&closer.mu);
+    if (closer.started && !closer.stop) {
+        if (closer.n == closer.cap) {
+            size_t cap = closer.cap ? closer.cap * 2 : 16;
+            eng_rule **v = realloc(closer.q, cap * sizeof *v);
+            if (v) {
+                closer.q = v;
+                closer.cap = cap;
+            }
+        }
+        if (closer.n < closer.cap) {
+            closer.q[closer.n++] = r;
+            pthread_cond_signal(&closer.cv);
+            pthread_mutex_unlock(&closer.mu);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&closer.mu);
+    rule_close(r);
+}
+
+static void rule_close(eng_rule *r) {
     /* drain the actions first: their failures still go to the error action */
     for (size_t i = 0; i < r->nactions; i++)
         close_action(&r->actions[i]);

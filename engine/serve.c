@@ -88,6 +88,8 @@ int eng_serve_main(int argc, char **argv) {
             goto out;
         }
     }
+    if (eng_rule_closer_start() != 0)
+        goto out;
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     if (!env.registry)
         goto out;
@@ -149,6 +151,7 @@ out:
     /* freeing the rules drains every action pipeline; republish still needs the broker
      * connection then, and failures still need the dead-letter store */
     eng_registry_free(env.registry);
+    eng_rule_closer_stop(); /* every rule's pipelines drained, with the broker still there */
     eng_mqtt_free(env.mqtt);
     eng_workers_free(env.workers);
     eng_journal_close(env.journal);

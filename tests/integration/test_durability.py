@@ -222,6 +222,8 @@ class Durability(unittest.TestCase):
             self.assertEqual(st, 200, b)
             page = json.loads(b)
             for r in page.get("records", []):
+                if os.environ.get("CHAOS_DEBUG") and len(out) < 2:
+                    print("dead letter:", r.get("errors"), flush=True)
                 d = json.loads(base64.b64decode(r["payload"]))
                 if "seq" in d:
                     out.append((r.get("actionIndex"), d["seq"]))
