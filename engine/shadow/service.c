@@ -176,13 +176,15 @@ static int fail(op_ctx *c, const eng_error *e) {
     return out->status;
 }
 
-/* A store failure: logged with its detail, answered as AWS's 500 (or the store's 503). */
+/* A store failure: logged with its detail (which names files), answered with AWS's bare 500,
+ * or 503 when the store is busy or closed. */
 static int store_failed(op_ctx *c, eng_error *e) {
     eng_log(ENG_LOG_ERROR, "shadow_store", "%s/%s: %s", c->nm.thing,
             c->nm.shadow[0] ? c->nm.shadow : "(classic)", e->message);
     if (e->status == 503)
-        return fail(c, e);
-    eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
+        eng_error_set(e, 503, ENG_SHADOW_E_UNAVAILABLE, "Service unavailable");
+    else
+        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
     return fail(c, e);
 }
 
@@ -282,6 +284,10 @@ out:
 /* }====== */
 
 /* {====== update */
+
+/* CAS_RETRIES compare-and-sets lost in a row to other processes sharing the store. */
+static const eng_error too_busy = {.status = 503, .type = ENG_SHADOW_E_UNAVAILABLE,
+                                   .message = "Too many concurrent updates"};
 
 typedef struct update_result {
     int64_t version, now;
@@ -383,10 +389,10 @@ static int do_update(op_ctx *c) {
         if ((rc = try_update(c, &u, &res, &e)) != ENG_SHADOW_CONFLICT)
             break;
     pthread_mutex_unlock(mu);
-    if (rc == ENG_SHADOW_CONFLICT)
-        eng_error_set(&e, 503, ENG_SHADOW_E_UNAVAILABLE, "Too many concurrent updates");
     if (rc == 0)
         rc = updated(c, &u, &res);
+    else if (rc == ENG_SHADOW_CONFLICT)
+        rc = fail(c, &too_busy);
     else if (e.status >= 500)
         rc = store_failed(c, &e);
     else
@@ -429,10 +435,8 @@ static int do_delete(op_ctx *c) {
     eng_shadow_record_deinit(&cur.rec);
     if (rc == ENG_SHADOW_NOT_FOUND)
         return not_found(c);
-    if (rc == ENG_SHADOW_CONFLICT) {
-        eng_error_set(&e, 503, ENG_SHADOW_E_UNAVAILABLE, "Too many concurrent updates");
-        return fail(c, &e);
-    }
+    if (rc == ENG_SHADOW_CONFLICT)
+        return fail(c, &too_busy);
     if (rc)
         return store_failed(c, &e);
     eng_sbuf b = {0};

@@ -434,6 +434,35 @@ Test(shadow_store, list_named_shadows_pages_through_names) {
 
 /* }====== */
 
+Test(shadow_store, a_database_locked_by_someone_else_is_a_503) {
+    /* another process holds the write lock past the busy timeout (5 s) */
+    long long v;
+    cr_assert_eq(update(fx.svc, "locked", NULL, "{\"state\":{\"reported\":{\"a\":1}}}", &v), 200);
+    char path[128];
+    snprintf(path, sizeof path, "%s/shadows.db", fx.dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    eng_shadow_req r = {.op = ENG_SHADOW_UPDATE, .transport = ENG_SHADOW_MQTT, .thing = "locked",
+                        .thing_len = 6, .payload = "{\"state\":{\"reported\":{\"a\":2}}}",
+                        .payload_len = 30};
+    eng_shadow_reply out;
+    cr_expect_eq(eng_shadow_handle(fx.svc, &r, &out), 503);
+    cr_expect_str_eq(out.error_type, "ServiceUnavailableException");
+    cr_expect_str_eq(out.body, "{\"message\":\"Service unavailable\"}");
+    cr_assert_eq(out.nmsgs, 1);
+    cr_expect_str_eq(out.msgs[0].topic, "$aws/things/locked/shadow/update/rejected");
+    eng_shadow_reply_deinit(&out);
+    /* reads go on meanwhile, and see the last acknowledged state */
+    char *doc = get(fx.svc, "locked", NULL);
+    cr_expect(strstr(doc, "\"reported\":{\"a\":1}") != NULL, "%s", doc);
+    free(doc);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    cr_assert_eq(update(fx.svc, "locked", NULL, "{\"state\":{\"reported\":{\"a\":2}}}", &v), 200);
+    cr_expect_eq(v, 2);
+}
+
 /* {====== files that cannot serve */
 
 static void expect_open_fails(const char *dir, const char *what) {
