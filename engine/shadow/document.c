@@ -17,23 +17,48 @@
  */
 #include "shadow_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #define PARSE_DEPTH 64 /* any deeper request is refused before its nesting is counted */
 
+/* {====== errors */
+
+static const struct {
+    int status;
+    const char *type;
+} shapes[] = {
+#define X(kind, status, type) [ENG_SHADOW_ERR_##kind] = {status, type},
+    ENG_SHADOW_ERROR_MAP(X)
+#undef X
+};
+
+int eng__shadow_error(eng_error *e, eng_shadow_err kind, const char *fmt, ...) {
+    va_list ap;
+    e->status = shapes[kind].status;
+    e->type = shapes[kind].type;
+    e->has_diag = 0;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* }====== */
+
 /* {====== validation */
 
 static int invalid(eng_error *e, const char *msg) {
-    return eng_error_set(e, 400, ENG_SHADOW_E_INVALID, "%s", msg);
+    return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "%s", msg);
 }
 
 /* Parses a request payload that must be JSON. */
 static int parse_payload(eng_sarena *a, const void *p, size_t n, eng_sjson **root, eng_error *e) {
     if (n > ENG_SHADOW_PAYLOAD_MAX)
-        return eng_error_set(e, 413, ENG_SHADOW_E_TOO_LARGE, ENG_SHADOW_MSG_TOO_LARGE);
+        return eng__shadow_error(e, ENG_SHADOW_ERR_TOO_LARGE, ENG_SHADOW_MSG_TOO_LARGE);
     if (!eng__utf8_valid(p, n))
-        return eng_error_set(e, 415, ENG_SHADOW_E_ENCODING,
+        return eng__shadow_error(e, ENG_SHADOW_ERR_ENCODING,
                              "Unsupported documented encoding; supported encoding is UTF-8");
     char dup[80];
     switch (eng__sjson_parse(a, p, n, PARSE_DEPTH, root, dup, sizeof dup)) {
@@ -41,10 +66,10 @@ static int parse_payload(eng_sarena *a, const void *p, size_t n, eng_sjson **roo
     case ENG_SJ_EDEPTH:
         return invalid(e, "JSON contains too many levels of nesting; maximum is 6");
     case ENG_SJ_EDUP:
-        return eng_error_set(e, 400, ENG_SHADOW_E_INVALID, "Invalid JSON: duplicate key '%s'",
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "Invalid JSON: duplicate key '%s'",
                              dup);
     case ENG_SJ_ENOMEM:
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
     default: return invalid(e, "Invalid JSON");
     }
     if ((*root)->type != ENG_SJ_OBJ)
@@ -136,7 +161,7 @@ int eng__shadow_update_parse(eng_sarena *a, const void *p, size_t n, eng_shadow_
             size_t kn = m->klen < sizeof k - 1 ? m->klen : sizeof k - 1;
             memcpy(k, m->key, kn);
             k[kn] = '\0';
-            return eng_error_set(e, 400, ENG_SHADOW_E_INVALID,
+            return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID,
                                  "State contains an invalid node: '%s'", k);
         }
         if (is_desired)
@@ -212,18 +237,18 @@ int eng__shadow_doc_load(eng_sarena *a, const char *text, size_t n, eng_shadow_d
     memset(d, 0, sizeof *d);
     if (eng__sjson_parse(a, text, n, PARSE_DEPTH, &root, NULL, 0) != ENG_SJ_OK ||
         root->type != ENG_SJ_OBJ)
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "stored shadow is not JSON");
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "stored shadow is not JSON");
     eng_sjson *state = eng__sjson_get(a, root, "state");
     eng_sjson *meta = eng__sjson_get(a, root, "metadata");
     if (!state || state->type != ENG_SJ_OBJ)
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "stored shadow has no state");
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "stored shadow has no state");
     eng_sjson *sec[2] = {eng__sjson_get(a, state, "desired"), eng__sjson_get(a, state, "reported")};
     static const char *const names[2] = {"desired", "reported"};
     for (int i = 0; i < 2; i++) {
         if (!sec[i])
             continue;
         if (sec[i]->type != ENG_SJ_OBJ)
-            return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "stored shadow: bad %s",
+            return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "stored shadow: bad %s",
                                  names[i]);
         attach(a, sec[i], eng__sjson_get(a, meta, names[i]));
     }

@@ -126,9 +126,13 @@ typedef struct op_ctx {
 
 static int oom_reply(eng_shadow_reply *out) {
     eng_shadow_reply_deinit(out);
-    out->status = 500;
-    out->error_type = ENG_SHADOW_E_INTERNAL;
-    return 500;
+    eng_error e;
+    eng__shadow_error(&e, ENG_SHADOW_ERR_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
+    out->status = e.status;
+    out->error_type = e.type;
+    out->body = strdup("{\"message\":\"" ENG_SHADOW_MSG_INTERNAL "\"}"); /* NULL if OOM again */
+    out->body_len = out->body ? strlen(out->body) : 0;
+    return e.status;
 }
 
 /* Adds a message: topic = the request's topic + suffix. */
@@ -182,15 +186,15 @@ static int store_failed(op_ctx *c, eng_error *e) {
     eng_log(ENG_LOG_ERROR, "shadow_store", "%s/%s: %s", c->nm.thing,
             c->nm.shadow[0] ? c->nm.shadow : "(classic)", e->message);
     if (e->status == 503)
-        eng_error_set(e, 503, ENG_SHADOW_E_UNAVAILABLE, "Service unavailable");
+        eng__shadow_error(e, ENG_SHADOW_ERR_UNAVAILABLE, "Service unavailable");
     else
-        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
+        eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
     return fail(c, e);
 }
 
 static int not_found(op_ctx *c) {
     eng_error e;
-    eng_error_set(&e, 404, ENG_SHADOW_E_NOT_FOUND, "No shadow exists with name: '%s'",
+    eng__shadow_error(&e, ENG_SHADOW_ERR_NOT_FOUND, "No shadow exists with name: '%s'",
                   c->nm.shadow[0] ? c->nm.shadow : c->nm.thing);
     return fail(c, &e);
 }
@@ -233,7 +237,7 @@ static int read_current(op_ctx *c, current *cur, int64_t now, eng_error *e) {
         /* the tree points into its text: the text lives in the arena, as long as the tree */
         char *text = eng__sarena_alloc(&c->a, cur->rec.doc_len + 1);
         if (!text)
-            return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "out of memory");
+            return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "out of memory");
         memcpy(text, cur->rec.doc, cur->rec.doc_len + 1);
         cur->live = 1;
         cur->version = cur->rec.version;
@@ -286,8 +290,11 @@ out:
 /* {====== update */
 
 /* CAS_RETRIES compare-and-sets lost in a row to other processes sharing the store. */
-static const eng_error too_busy = {.status = 503, .type = ENG_SHADOW_E_UNAVAILABLE,
-                                   .message = "Too many concurrent updates"};
+static int too_busy(op_ctx *c) {
+    eng_error e;
+    eng__shadow_error(&e, ENG_SHADOW_ERR_UNAVAILABLE, "Too many concurrent updates");
+    return fail(c, &e);
+}
 
 typedef struct update_result {
     int64_t version, now;
@@ -306,7 +313,7 @@ static int try_update(op_ctx *c, const eng_shadow_update *u, update_result *res,
     if (read_current(c, &cur, res->now, e))
         goto out;
     if (u->has_version && u->version != cur.version) {
-        eng_error_set(e, 409, ENG_SHADOW_E_CONFLICT, "Version conflict");
+        eng__shadow_error(e, ENG_SHADOW_ERR_CONFLICT, "Version conflict");
         goto out;
     }
     res->version = cur.version + 1;
@@ -321,7 +328,7 @@ static int try_update(op_ctx *c, const eng_shadow_update *u, update_result *res,
     if (eng__shadow_doc_apply(&c->a, &res->doc, u, res->now))
         goto nomem;
     if (eng__shadow_state_size(&res->doc) > ENG_SHADOW_STATE_MAX) {
-        eng_error_set(e, 413, ENG_SHADOW_E_TOO_LARGE, ENG_SHADOW_MSG_TOO_LARGE);
+        eng__shadow_error(e, ENG_SHADOW_ERR_TOO_LARGE, ENG_SHADOW_MSG_TOO_LARGE);
         goto out;
     }
     eng__shadow_write_stored(&b, &res->doc);
@@ -333,7 +340,7 @@ static int try_update(op_ctx *c, const eng_shadow_update *u, update_result *res,
                               cur.found ? cur.rec.rev : 0, &rec, e);
     goto out;
 nomem:
-    eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "out of memory");
+    eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "out of memory");
 out:
     eng__sbuf_deinit(&b);
     eng_shadow_record_deinit(&cur.rec);
@@ -392,7 +399,7 @@ static int do_update(op_ctx *c) {
     if (rc == 0)
         rc = updated(c, &u, &res);
     else if (rc == ENG_SHADOW_CONFLICT)
-        rc = fail(c, &too_busy);
+        rc = too_busy(c);
     else if (e.status >= 500)
         rc = store_failed(c, &e);
     else
@@ -436,7 +443,7 @@ static int do_delete(op_ctx *c) {
     if (rc == ENG_SHADOW_NOT_FOUND)
         return not_found(c);
     if (rc == ENG_SHADOW_CONFLICT)
-        return fail(c, &too_busy);
+        return too_busy(c);
     if (rc)
         return store_failed(c, &e);
     eng_sbuf b = {0};
@@ -457,13 +464,13 @@ static const char SHADOW_RULE[] = "expected 1 to 64 characters of [$a-zA-Z0-9:_-
 static int take_names(op_ctx *c, eng_error *e) {
     const eng_shadow_req *r = c->req;
     if (!r->thing || !eng__shadow_thing_valid(r->thing, r->thing_len))
-        return eng_error_set(e, 400, ENG_SHADOW_E_INVALID, "Invalid thing name: %s", THING_RULE);
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "Invalid thing name: %s", THING_RULE);
     memcpy(c->nm.thing, r->thing, r->thing_len);
     c->nm.thing[r->thing_len] = '\0';
     c->nm.shadow[0] = '\0';
     if (r->shadow && r->shadow_len) {
         if (!eng__shadow_name_valid(r->shadow, r->shadow_len))
-            return eng_error_set(e, 400, ENG_SHADOW_E_INVALID, "Invalid shadow name: %s",
+            return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "Invalid shadow name: %s",
                                  SHADOW_RULE);
         memcpy(c->nm.shadow, r->shadow, r->shadow_len);
         c->nm.shadow[r->shadow_len] = '\0';
@@ -562,12 +569,12 @@ int eng_shadow_list(eng_shadow *s, const char *thing, size_t thing_len, const ch
     if (take_names(&c, &e))
         return fail(&c, &e);
     if (parse_page_size(page_size, &limit)) {
-        eng_error_set(&e, 400, ENG_SHADOW_E_INVALID,
+        eng__shadow_error(&e, ENG_SHADOW_ERR_INVALID,
                       "Invalid pageSize: expected an integer from 1 to %d", ENG_SHADOW_PAGE_MAX);
         return fail(&c, &e);
     }
     if (next_token && *next_token && decode_token(next_token, after)) {
-        eng_error_set(&e, 400, ENG_SHADOW_E_INVALID, "Invalid nextToken");
+        eng__shadow_error(&e, ENG_SHADOW_ERR_INVALID, "Invalid nextToken");
         return fail(&c, &e);
     }
     if (s->store->vt->list(s->store, c.nm.thing, after, limit, &names, &e))

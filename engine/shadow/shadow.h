@@ -85,7 +85,8 @@ typedef struct eng_shadow_msg {
 typedef struct eng_shadow_reply {
     int status;               /* HTTP status: 200, or 400/404/409/413/415/500/503 */
     const char *error_type;   /* x-amzn-ErrorType (static string), NULL on 200 */
-    char *body;               /* REST body: the document, or {"message":"..."}; NUL-terminated */
+    char *body;               /* REST body: the document, or {"message":"..."}; NUL-terminated;
+                                 NULL only for a 500 when memory ran out */
     size_t body_len;
     eng_shadow_msg msgs[ENG_SHADOW_MSGS_MAX]; /* to publish, in this order */
     size_t nmsgs;

@@ -4,7 +4,11 @@
  *
  * Everything a single operation builds lives in one arena (eng_sarena) and is freed at once
  * when the operation ends: a request, the stored document it merges into, the delta and the
- * responses cost no per-node free. Trees are not shared between threads.
+ * responses cost no per-node free.
+ *
+ * Thread: every function here touches no global state; those given an arena, a buffer or a
+ * tree are called by the thread that owns them (the operation's, never shared), the others
+ * (names, topics, UTF-8, number equality, eng__shadow_error) from any thread.
  */
 #ifndef SLUICE_ENGINE_SHADOW_INT_H
 #define SLUICE_ENGINE_SHADOW_INT_H
@@ -210,14 +214,26 @@ void eng__shadow_write_deleted(eng_sbuf *b, int64_t version, int64_t ts,
 void eng__shadow_write_error(eng_sbuf *b, int code, const char *message,
                              const eng_shadow_token *tok);
 
-/* AWS's error shapes (x-amzn-ErrorType) and messages. */
-#define ENG_SHADOW_E_INVALID "InvalidRequestException"
-#define ENG_SHADOW_E_NOT_FOUND "ResourceNotFoundException"
-#define ENG_SHADOW_E_CONFLICT "ConflictException"
-#define ENG_SHADOW_E_TOO_LARGE "RequestEntityTooLargeException"
-#define ENG_SHADOW_E_ENCODING "UnsupportedDocumentEncodingException"
-#define ENG_SHADOW_E_INTERNAL "InternalFailureException"
-#define ENG_SHADOW_E_UNAVAILABLE "ServiceUnavailableException"
+/* AWS's error shapes: X(kind, HTTP status, x-amzn-ErrorType). */
+#define ENG_SHADOW_ERROR_MAP(X)                                                                    \
+    X(INVALID, 400, "InvalidRequestException")                                                     \
+    X(NOT_FOUND, 404, "ResourceNotFoundException")                                                 \
+    X(CONFLICT, 409, "ConflictException")                                                          \
+    X(TOO_LARGE, 413, "RequestEntityTooLargeException")                                            \
+    X(ENCODING, 415, "UnsupportedDocumentEncodingException")                                       \
+    X(INTERNAL, 500, "InternalFailureException")                                                   \
+    X(UNAVAILABLE, 503, "ServiceUnavailableException")
+
+typedef enum eng_shadow_err {
+#define X(kind, status, type) ENG_SHADOW_ERR_##kind,
+    ENG_SHADOW_ERROR_MAP(X)
+#undef X
+} eng_shadow_err;
+
+/* Fills e with kind's status and type and the formatted message; returns -1 (so that a check
+ * can `return eng__shadow_error(...)`). Thread: any. */
+int eng__shadow_error(eng_error *e, eng_shadow_err kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define ENG_SHADOW_MSG_TOO_LARGE "The payload exceeds the maximum size allowed"
 #define ENG_SHADOW_MSG_INTERNAL "Internal service failure"

@@ -104,22 +104,21 @@ static const char SCHEMA[] =
 static int sq_error(sq_store *st, sqlite3 *db, eng_error *e, const char *what) {
     int code = db ? sqlite3_errcode(db) : SQLITE_ERROR;
     int busy = code == SQLITE_BUSY || code == SQLITE_LOCKED;
-    return eng_error_set(e, busy ? 503 : 500,
-                         busy ? ENG_SHADOW_E_UNAVAILABLE : ENG_SHADOW_E_INTERNAL,
-                         "shadow store %s: %s: %s", st->path, what,
-                         db ? sqlite3_errmsg(db) : "out of memory");
+    return eng__shadow_error(e, busy ? ENG_SHADOW_ERR_UNAVAILABLE : ENG_SHADOW_ERR_INTERNAL,
+                             "shadow store %s: %s: %s", st->path, what,
+                             db ? sqlite3_errmsg(db) : "out of memory");
 }
 
 /* }====== */
 
 /* {====== opening */
 
-static int exec(sq_store *st, sqlite3 *db, const char *sql, eng_error *e) {
+static int exec(sq_store *st, sqlite3 *db, const char *sql, const char *what, eng_error *e) {
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
         return 0;
-    eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "shadow store %s: %s", st->path,
-                  msg ? msg : sqlite3_errmsg(db));
+    eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: %s: %s", st->path, what,
+                      msg ? msg : sqlite3_errmsg(db));
     sqlite3_free(msg);
     return -1;
 }
@@ -139,26 +138,26 @@ static int open_db(sq_store *st, sqlite3 **db, int readonly, eng_error *e) {
         return -1;
     }
     sqlite3_busy_timeout(*db, BUSY_TIMEOUT_MS);
-    return readonly ? exec(st, *db, "PRAGMA query_only=1", e) : 0;
+    return readonly ? exec(st, *db, "PRAGMA query_only=1", "cannot configure", e) : 0;
 }
 
 /* Creates the file with mode 0600 (or makes an existing one 0600), so that SQLite, which
  * gives its -wal and -shm files the database's mode, never makes a readable copy. */
 static int create_file(sq_store *st, const char *data_dir, eng_error *e) {
     if (mkdir(data_dir, 0750) != 0 && errno != EEXIST)
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "cannot create %s: %s", data_dir,
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "cannot create %s: %s", data_dir,
                              strerror(errno));
     int fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "shadow store %s: %s", st->path,
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: %s", st->path,
                              strerror(errno));
     struct stat sb;
     int rc = 0;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        rc = eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "shadow store %s: not a regular file",
+        rc = eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: not a regular file",
                            st->path);
     else if ((sb.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0)
-        rc = eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "shadow store %s: chmod: %s",
+        rc = eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: chmod: %s",
                            st->path, strerror(errno));
     close(fd);
     if (rc || sb.st_size != 0)
@@ -186,10 +185,11 @@ static int open_writer(sq_store *st, eng_error *e) {
     int wal = !sqlite3_stricmp((const char *)sqlite3_column_text(q, 0), "wal");
     sqlite3_finalize(q);
     if (!wal)
-        return eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL,
+        return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL,
                              "shadow store %s: cannot switch to WAL mode", st->path);
-    if (exec(st, st->wdb, st->no_sync ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL", e) ||
-        exec(st, st->wdb, SCHEMA, e))
+    if (exec(st, st->wdb, st->no_sync ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL",
+             "cannot configure", e) ||
+        exec(st, st->wdb, SCHEMA, "unexpected database schema", e))
         return -1;
     return prepare(st, st->wdb,
                    "INSERT INTO shadows(thing, shadow, rev, version, updated_at, doc)"
@@ -291,7 +291,7 @@ static int submit(sq_store *st, put_req *r, eng_error *e) {
     pthread_mutex_lock(&st->mu);
     if (st->stop) {
         pthread_mutex_unlock(&st->mu);
-        return eng_error_set(e, 503, ENG_SHADOW_E_UNAVAILABLE, "shadow store is closed");
+        return eng__shadow_error(e, ENG_SHADOW_ERR_UNAVAILABLE, "shadow store is closed");
     }
     sem_init(&r->done, 0, 0);
     if (st->tail)
@@ -343,7 +343,7 @@ static reader *reader_take(sq_store *st, eng_error *e) {
     pthread_mutex_unlock(&st->rmu);
     r = calloc(1, sizeof *r);
     if (!r)
-        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "out of memory");
+        eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "out of memory");
     else if (open_db(st, &r->db, 1, e) ||
              prepare(st, r->db,
                      "SELECT rev, version, updated_at, doc FROM shadows"
@@ -491,7 +491,7 @@ eng_shadow_store *eng_shadow_sqlite_open(const char *data_dir, const eng_shadow_
                                          eng_error *e) {
     sq_store *st = calloc(1, sizeof *st);
     if (!st) {
-        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "out of memory");
+        eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "out of memory");
         return NULL;
     }
     st->base.vt = &sqlite_vt;
@@ -503,7 +503,7 @@ eng_shadow_store *eng_shadow_sqlite_open(const char *data_dir, const eng_shadow_
     pthread_cond_init(&st->rfree, NULL);
     if ((size_t)snprintf(st->path, sizeof st->path, "%s/shadows.db", data_dir) >=
         sizeof st->path) {
-        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "data dir path too long");
+        eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "data dir path too long");
         goto fail;
     }
     if (create_file(st, data_dir, e) || open_writer(st, e))
@@ -514,7 +514,7 @@ eng_shadow_store *eng_shadow_sqlite_open(const char *data_dir, const eng_shadow_
         goto fail;
     reader_give(st, r);
     if (pthread_create(&st->writer, NULL, writer_main, st) != 0) {
-        eng_error_set(e, 500, ENG_SHADOW_E_INTERNAL, "cannot start the shadow store's writer");
+        eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "cannot start the shadow store's writer");
         goto fail;
     }
     st->writer_started = 1;

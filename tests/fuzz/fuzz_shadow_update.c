@@ -137,7 +137,8 @@ static void check_update(const eng_shadow_req *req, const eng_shadow_reply *r) {
     same(member(&a, got, "version"), member(&a, cur, "version"));
     static const char *const sec[2] = {"desired", "reported"};
     for (int i = 0; i < 2; i++) {
-        same(member(&a, member(&a, got, "state"), sec[i]), member(&a, member(&a, cur, "state"), sec[i]));
+        same(member(&a, member(&a, got, "state"), sec[i]),
+             member(&a, member(&a, cur, "state"), sec[i]));
         same(member(&a, member(&a, got, "metadata"), sec[i]),
              member(&a, member(&a, cur, "metadata"), sec[i]));
     }
@@ -198,7 +199,9 @@ static void run(const uint8_t *p, size_t n) {
         now += 49 * 3600;
     const char *shadow = shadows[(sel >> 3) & 3];
     eng_shadow_req req = {
-        .op = (sel & 3) == 1 ? ENG_SHADOW_GET : (sel & 3) == 2 ? ENG_SHADOW_DELETE : ENG_SHADOW_UPDATE,
+        .op = (sel & 3) == 1   ? ENG_SHADOW_GET
+              : (sel & 3) == 2 ? ENG_SHADOW_DELETE
+                               : ENG_SHADOW_UPDATE,
         .transport = sel & 4 ? ENG_SHADOW_MQTT : ENG_SHADOW_REST,
         .thing = "fuzz",
         .thing_len = 4,

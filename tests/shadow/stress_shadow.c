@@ -68,7 +68,8 @@ static void *own(void *arg) {
 static void *churn(void *arg) {
     (void)arg;
     while (atomic_load(&running)) {
-        int st = call(svc[1], ENG_SHADOW_UPDATE, "churn", "c", "{\"state\":{\"reported\":{}}}", NULL);
+        int st =
+            call(svc[1], ENG_SHADOW_UPDATE, "churn", "c", "{\"state\":{\"reported\":{}}}", NULL);
         int dt = call(svc[0], ENG_SHADOW_DELETE, "churn", "c", NULL, NULL);
         if (st != 200 || (dt != 200 && dt != 404))
             atomic_fetch_add(&failures, 1);

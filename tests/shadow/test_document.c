@@ -107,12 +107,12 @@ Test(shadow_document, every_validation_error, .fini = fini_reply) {
         {"{\"state\":{\"reported\":{\"a\":\"\xc0\xaf\"}}}", 415,
          "UnsupportedDocumentEncodingException",
          "Unsupported documented encoding; supported encoding is UTF-8", 0},
-        {"{\"state\":{},\"clientToken\":5}", 400, "InvalidRequestException",
-         "Invalid clientToken", 0},
-        {"{\"state\":{},\"clientToken\":{}}", 400, "InvalidRequestException",
-         "Invalid clientToken", 0},
-        {"{\"clientToken\":\"t\"}", 400, "InvalidRequestException",
-         "Missing required node: state", 1},
+        {"{\"state\":{},\"clientToken\":5}", 400, "InvalidRequestException", "Invalid clientToken",
+         0},
+        {"{\"state\":{},\"clientToken\":{}}", 400, "InvalidRequestException", "Invalid clientToken",
+         0},
+        {"{\"clientToken\":\"t\"}", 400, "InvalidRequestException", "Missing required node: state",
+         1},
         {"{\"State\":{},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
          "Missing required node: state", 1},
         {"{\"state\":1,\"clientToken\":\"t\"}", 400, "InvalidRequestException",
@@ -121,8 +121,8 @@ Test(shadow_document, every_validation_error, .fini = fini_reply) {
          "State node must be an object", 1},
         {"{\"state\":\"on\",\"clientToken\":\"t\"}", 400, "InvalidRequestException",
          "State node must be an object", 1},
-        {"{\"state\":{\"delta\":{\"a\":1}},\"clientToken\":\"t\"}", 400,
-         "InvalidRequestException", "State contains an invalid node: 'delta'", 1},
+        {"{\"state\":{\"delta\":{\"a\":1}},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
+         "State contains an invalid node: 'delta'", 1},
         {"{\"state\":{\"reported\":{},\"metadata\":{}},\"clientToken\":\"t\"}", 400,
          "InvalidRequestException", "State contains an invalid node: 'metadata'", 1},
         {"{\"state\":{\"Desired\":{}},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
@@ -131,10 +131,10 @@ Test(shadow_document, every_validation_error, .fini = fini_reply) {
          "Desired node must be an object", 1},
         {"{\"state\":{\"desired\":[1]},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
          "Desired node must be an object", 1},
-        {"{\"state\":{\"reported\":\"x\"},\"clientToken\":\"t\"}", 400,
-         "InvalidRequestException", "Reported node must be an object", 1},
-        {"{\"state\":{\"reported\":false},\"clientToken\":\"t\"}", 400,
-         "InvalidRequestException", "Reported node must be an object", 1},
+        {"{\"state\":{\"reported\":\"x\"},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
+         "Reported node must be an object", 1},
+        {"{\"state\":{\"reported\":false},\"clientToken\":\"t\"}", 400, "InvalidRequestException",
+         "Reported node must be an object", 1},
         {"{\"state\":{},\"version\":\"1\",\"clientToken\":\"t\"}", 400, "InvalidRequestException",
          "Invalid version", 1},
         {"{\"state\":{},\"version\":-1,\"clientToken\":\"t\"}", 400, "InvalidRequestException",
@@ -156,7 +156,8 @@ Test(shadow_document, every_validation_error, .fini = fini_reply) {
          1},
         {"{\"state\":{\"desired\":{\"a\":[[[[[[1]]]]]]}},\"clientToken\":\"t\"}", 400,
          "InvalidRequestException", "JSON contains too many levels of nesting; maximum is 6", 1},
-        {"{\"state\":{\"desired\":{\"x\":1,\"a\":[{\"b\":[{\"c\":[[1]]}]}]}},\"clientToken\":\"t\"}",
+        {"{\"state\":{\"desired\":{\"x\":1,\"a\":[{\"b\":[{\"c\":[[1]]}]}]}},\"clientToken\":"
+         "\"t\"}",
          400, "InvalidRequestException", "JSON contains too many levels of nesting; maximum is 6",
          1},
         /* nulls in arrays, at any depth */
@@ -283,9 +284,11 @@ Test(shadow_document, delta_calculation_cases_verified_against_aws, .fini = fini
     static const struct {
         const char *first, *after_first, *second, *after_second;
     } t[] = {
-        {"{\"desired\":{\"online\":true}}", "{\"desired\":{\"online\":true},\"delta\":{\"online\":true}}",
+        {"{\"desired\":{\"online\":true}}",
+         "{\"desired\":{\"online\":true},\"delta\":{\"online\":true}}",
          "{\"reported\":{\"online\":false}}",
-         "{\"desired\":{\"online\":true},\"reported\":{\"online\":false},\"delta\":{\"online\":true}}"},
+         "{\"desired\":{\"online\":true},\"reported\":{\"online\":false},\"delta\":{\"online\":"
+         "true}}"},
         {"{\"desired\":{\"enabled\":true}}",
          "{\"desired\":{\"enabled\":true},\"delta\":{\"enabled\":true}}",
          "{\"reported\":{\"online\":false,\"enabled\":true}}",
@@ -300,7 +303,8 @@ Test(shadow_document, delta_calculation_cases_verified_against_aws, .fini = fini
         {"{\"desired\":{\"enabled\":true}}",
          "{\"desired\":{\"enabled\":true},\"delta\":{\"enabled\":true}}",
          "{\"reported\":{\"online\":true}}",
-         "{\"desired\":{\"enabled\":true},\"reported\":{\"online\":true},\"delta\":{\"enabled\":true}}"},
+         "{\"desired\":{\"enabled\":true},\"reported\":{\"online\":true},\"delta\":{\"enabled\":"
+         "true}}"},
         {"{\"reported\":{\"list\":[\"value_1\",\"value_2\"]}}",
          "{\"reported\":{\"list\":[\"value_1\",\"value_2\"]}}",
          "{\"desired\":{\"list\":[\"value_1\"]}}",
@@ -370,12 +374,18 @@ Test(shadow_document, merge_cases, .fini = fini_reply) {
         const char *state;
     } t[] = {
         /* moto test_update_desired (AWS-verified): {} is a value, scalars become objects */
-        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3}}}", "{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}}}"},
-         "{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}},\"delta\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}}}"},
-        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}}}", "{\"desired\":{\"a\":1,\"b\":{\"c\":{}},\"d\":{}}}"},
-         "{\"desired\":{\"a\":1,\"b\":{\"c\":{}},\"d\":{}},\"delta\":{\"a\":1,\"b\":{\"c\":{}},\"d\":{}}}"},
-        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3}}}", "{\"desired\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}}}"},
-         "{\"desired\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}},\"delta\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}}}"},
+        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3}}}",
+          "{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}}}"},
+         "{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}},\"delta\":{\"a\":1,\"b\":{\"c\":3},\"d\":"
+         "{}}}"},
+        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3},\"d\":{}}}",
+          "{\"desired\":{\"a\":1,\"b\":{\"c\":{}},\"d\":{}}}"},
+         "{\"desired\":{\"a\":1,\"b\":{\"c\":{}},\"d\":{}},\"delta\":{\"a\":1,\"b\":{\"c\":{}},"
+         "\"d\":{}}}"},
+        {{"{\"desired\":{\"a\":1,\"b\":{\"c\":3}}}",
+          "{\"desired\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}}}"},
+         "{\"desired\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}},\"delta\":{\"a\":1,\"b\":{\"c\":{\"d\":3}}"
+         "}}"},
         /* test_delete_field_from_device_shadow: the last key takes its section with it */
         {{"{\"desired\":{\"state1\":1,\"state2\":2}}", "{\"desired\":{\"state1\":null}}"},
          "{\"desired\":{\"state2\":2},\"delta\":{\"state2\":2}}"},
@@ -403,8 +413,7 @@ Test(shadow_document, merge_cases, .fini = fini_reply) {
           "{\"reported\":{\"a\":{\"b\":null,\"c\":{\"d\":null}},\"s\":{\"x\":null}}}"},
          "{\"reported\":{\"z\":0}}"},
         /* deleting what does not exist is a no-op */
-        {{"{\"reported\":{\"z\":0}}", "{\"reported\":{\"nope\":null,\"z\":{\"y\":null}}}"},
-         "{}"},
+        {{"{\"reported\":{\"z\":0}}", "{\"reported\":{\"nope\":null,\"z\":{\"y\":null}}}"}, "{}"},
         /* new keys go after the existing ones, replaced keys keep their place */
         {{"{\"reported\":{\"b\":1,\"a\":2}}", "{\"reported\":{\"c\":3,\"b\":4}}"},
          "{\"reported\":{\"b\":4,\"a\":2,\"c\":3}}"},
@@ -413,7 +422,8 @@ Test(shadow_document, merge_cases, .fini = fini_reply) {
           "\"big\":12345678901234567890,\"f\":1.1}}"},
          "{\"desired\":{\"n\":1,\"big\":12345678901234567890,\"f\":1.10},\"reported\":{\"n\":1.0,"
          "\"big\":12345678901234567890,\"f\":1.1}}"},
-        {{"{\"desired\":{\"big\":12345678901234567891},\"reported\":{\"big\":12345678901234567890}}"},
+        {{"{\"desired\":{\"big\":12345678901234567891},\"reported\":{\"big\":12345678901234567890}"
+          "}"},
          "{\"desired\":{\"big\":12345678901234567891},\"reported\":{\"big\":12345678901234567890},"
          "\"delta\":{\"big\":12345678901234567891}}"},
         /* delta: path to the root (AWS's lights.color example), type changes, {} cases */
@@ -422,9 +432,11 @@ Test(shadow_document, merge_cases, .fini = fini_reply) {
          "{\"desired\":{\"lights\":{\"color\":{\"r\":255,\"g\":255,\"b\":255}}},\"reported\":"
          "{\"lights\":{\"color\":{\"r\":255,\"g\":0,\"b\":255}}},\"delta\":{\"lights\":{\"color\":"
          "{\"g\":255}}}}"},
-        {{"{\"desired\":{\"a\":{},\"b\":{},\"c\":{},\"d\":\"1\"},\"reported\":{\"a\":{\"x\":1},\"b\":{},"
+        {{"{\"desired\":{\"a\":{},\"b\":{},\"c\":{},\"d\":\"1\"},\"reported\":{\"a\":{\"x\":1},"
+          "\"b\":{},"
           "\"c\":3,\"d\":1}}"},
-         "{\"desired\":{\"a\":{},\"b\":{},\"c\":{},\"d\":\"1\"},\"reported\":{\"a\":{\"x\":1},\"b\":{},"
+         "{\"desired\":{\"a\":{},\"b\":{},\"c\":{},\"d\":\"1\"},\"reported\":{\"a\":{\"x\":1},"
+         "\"b\":{},"
          "\"c\":3,\"d\":1},\"delta\":{\"c\":{},\"d\":\"1\"}}"},
         {{"{\"desired\":{\"e\":{}},\"reported\":{\"other\":1}}"},
          "{\"desired\":{\"e\":{}},\"reported\":{\"other\":1},\"delta\":{\"e\":{}}}"},
@@ -503,34 +515,37 @@ Test(shadow_document, hostile_large_objects_merge_correctly, .fini = fini_reply)
 
 Test(shadow_document, metadata_follows_the_fields_each_update_names, .fini = fini_reply) {
     fx.now = 1000;
-    ok_update("{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"red\",\"rgb\":[1,2,[3]],"
-              "\"o\":{\"p\":1,\"q\":{}},\"e\":{}}}}");
-    cr_expect_str_eq(R.body,
-                     "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"red\",\"rgb\":"
-                     "[1,2,[3]],\"o\":{\"p\":1,\"q\":{}},\"e\":{}}},\"metadata\":{\"reported\":{"
-                     "\"welcome\":{\"timestamp\":1000},\"color\":{\"timestamp\":1000},\"rgb\":"
-                     "[{\"timestamp\":1000},{\"timestamp\":1000},[{\"timestamp\":1000}]],\"o\":{\"p\":"
-                     "{\"timestamp\":1000},\"q\":{}},\"e\":{}}},\"version\":1,\"timestamp\":1000}");
+    ok_update(
+        "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"red\",\"rgb\":[1,2,[3]],"
+        "\"o\":{\"p\":1,\"q\":{}},\"e\":{}}}}");
+    cr_expect_str_eq(
+        R.body, "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"red\",\"rgb\":"
+                "[1,2,[3]],\"o\":{\"p\":1,\"q\":{}},\"e\":{}}},\"metadata\":{\"reported\":{"
+                "\"welcome\":{\"timestamp\":1000},\"color\":{\"timestamp\":1000},\"rgb\":"
+                "[{\"timestamp\":1000},{\"timestamp\":1000},[{\"timestamp\":1000}]],\"o\":{\"p\":"
+                "{\"timestamp\":1000},\"q\":{}},\"e\":{}}},\"version\":1,\"timestamp\":1000}");
     fx.now = 2000;
     /* only color, rgb and o.p move; a type change (e: {} -> 5) gets a fresh stamp */
-    ok_update("{\"state\":{\"reported\":{\"color\":\"green\",\"rgb\":[9],\"o\":{\"p\":2},\"e\":5}}}");
+    ok_update(
+        "{\"state\":{\"reported\":{\"color\":\"green\",\"rgb\":[9],\"o\":{\"p\":2},\"e\":5}}}");
     fx.now = 3000;
     cr_assert_eq(rest(ENG_SHADOW_GET, NULL, NULL), 200);
-    cr_expect_str_eq(R.body,
-                     "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"green\",\"rgb\":[9],"
-                     "\"o\":{\"p\":2,\"q\":{}},\"e\":5}},\"metadata\":{\"reported\":{\"welcome\":"
-                     "{\"timestamp\":1000},\"color\":{\"timestamp\":2000},\"rgb\":[{\"timestamp\":"
-                     "2000}],\"o\":{\"p\":{\"timestamp\":2000},\"q\":{}},\"e\":{\"timestamp\":2000}}},"
-                     "\"version\":2,\"timestamp\":3000}");
+    cr_expect_str_eq(
+        R.body, "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"color\":\"green\",\"rgb\":[9],"
+                "\"o\":{\"p\":2,\"q\":{}},\"e\":5}},\"metadata\":{\"reported\":{\"welcome\":"
+                "{\"timestamp\":1000},\"color\":{\"timestamp\":2000},\"rgb\":[{\"timestamp\":"
+                "2000}],\"o\":{\"p\":{\"timestamp\":2000},\"q\":{}},\"e\":{\"timestamp\":2000}}},"
+                "\"version\":2,\"timestamp\":3000}");
     /* deleting a key deletes its metadata; re-sending an unchanged value re-stamps it */
-    ok_update("{\"state\":{\"reported\":{\"color\":null,\"welcome\":\"aws-iot\",\"e\":{\"x\":[true]}}}}");
+    ok_update(
+        "{\"state\":{\"reported\":{\"color\":null,\"welcome\":\"aws-iot\",\"e\":{\"x\":[true]}}}}");
     cr_assert_eq(rest(ENG_SHADOW_GET, NULL, NULL), 200);
-    cr_expect_str_eq(R.body,
-                     "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"rgb\":[9],\"o\":{\"p\":2,"
-                     "\"q\":{}},\"e\":{\"x\":[true]}}},\"metadata\":{\"reported\":{\"welcome\":"
-                     "{\"timestamp\":3000},\"rgb\":[{\"timestamp\":2000}],\"o\":{\"p\":{\"timestamp\":"
-                     "2000},\"q\":{}},\"e\":{\"x\":[{\"timestamp\":3000}]}}},\"version\":3,"
-                     "\"timestamp\":3000}");
+    cr_expect_str_eq(
+        R.body, "{\"state\":{\"reported\":{\"welcome\":\"aws-iot\",\"rgb\":[9],\"o\":{\"p\":2,"
+                "\"q\":{}},\"e\":{\"x\":[true]}}},\"metadata\":{\"reported\":{\"welcome\":"
+                "{\"timestamp\":3000},\"rgb\":[{\"timestamp\":2000}],\"o\":{\"p\":{\"timestamp\":"
+                "2000},\"q\":{}},\"e\":{\"x\":[{\"timestamp\":3000}]}}},\"version\":3,"
+                "\"timestamp\":3000}");
 }
 
 Test(shadow_document, accepted_metadata_mirrors_the_request, .fini = fini_reply) {
@@ -538,11 +553,11 @@ Test(shadow_document, accepted_metadata_mirrors_the_request, .fini = fini_reply)
     ok_update("{\"state\":{\"desired\":{\"a\":1}}}");
     /* AWS (DG, device-shadow-data-flow): "desired": null echoes as null, its metadata a stamp */
     ok_update("{\"state\":{\"desired\":null,\"reported\":{\"x\":{\"y\":null,\"z\":[1]}}}}");
-    cr_expect_str_eq(R.body,
-                     "{\"state\":{\"desired\":null,\"reported\":{\"x\":{\"y\":null,\"z\":[1]}}},"
-                     "\"metadata\":{\"desired\":{\"timestamp\":1469564801},\"reported\":{\"x\":{\"y\":"
-                     "{\"timestamp\":1469564801},\"z\":[{\"timestamp\":1469564801}]}}},\"version\":2,"
-                     "\"timestamp\":1469564801}");
+    cr_expect_str_eq(
+        R.body, "{\"state\":{\"desired\":null,\"reported\":{\"x\":{\"y\":null,\"z\":[1]}}},"
+                "\"metadata\":{\"desired\":{\"timestamp\":1469564801},\"reported\":{\"x\":{\"y\":"
+                "{\"timestamp\":1469564801},\"z\":[{\"timestamp\":1469564801}]}}},\"version\":2,"
+                "\"timestamp\":1469564801}");
 }
 
 Test(shadow_document, state_null_answers_as_aws_does, .fini = fini_reply) {
@@ -551,12 +566,14 @@ Test(shadow_document, state_null_answers_as_aws_does, .fini = fini_reply) {
     for (int i = 0; i < 17; i++)
         ok_update("{\"state\":{\"reported\":{\"a\":1}}}");
     ok_update("{\"state\":null}");
-    cr_expect_str_eq(R.body, "{\"state\":null,\"metadata\":{\"timestamp\":1756452769},\"version\":18,"
-                             "\"timestamp\":1756452769}");
+    cr_expect_str_eq(R.body,
+                     "{\"state\":null,\"metadata\":{\"timestamp\":1756452769},\"version\":18,"
+                     "\"timestamp\":1756452769}");
     cr_expect_eq(R.body_len, 86);
     /* the shadow still exists, empty (moto test_update_empty_state, AWS-verified) */
     cr_assert_eq(rest(ENG_SHADOW_GET, NULL, NULL), 200);
-    cr_expect_str_eq(R.body, "{\"state\":{},\"metadata\":{},\"version\":18,\"timestamp\":1756452769}");
+    cr_expect_str_eq(R.body,
+                     "{\"state\":{},\"metadata\":{},\"version\":18,\"timestamp\":1756452769}");
     ok_update("{\"state\":{\"desired\":{\"a\":\"b\"}}}");
     expect_state("{\"desired\":{\"a\":\"b\"},\"delta\":{\"a\":\"b\"}}", "after state:null");
     ok_update("{\"state\":null}");
@@ -582,9 +599,10 @@ Test(shadow_document, versions_and_optimistic_locking, .fini = fini_reply) {
     ok_update("{\"state\":{\"desired\":{\"led\":\"on\"}}}");
     cr_expect(strstr(R.body, "\"version\":3,") != NULL);
     /* moto test_update (AWS-verified): a stale version is a 409 */
-    cr_expect_eq(mqtt(ENG_SHADOW_UPDATE, NULL,
-                      "{\"state\":{\"desired\":{\"led\":\"off\"}},\"version\":1,\"clientToken\":\"c\"}"),
-                 409);
+    cr_expect_eq(
+        mqtt(ENG_SHADOW_UPDATE, NULL,
+             "{\"state\":{\"desired\":{\"led\":\"off\"}},\"version\":1,\"clientToken\":\"c\"}"),
+        409);
     cr_expect_str_eq(shd_msg(&R, "/update/rejected"),
                      "{\"code\":409,\"message\":\"Version conflict\",\"clientToken\":\"c\"}");
     /* the matching version applies: 3 -> 4 */
@@ -705,10 +723,11 @@ Test(shadow_document, size_limit_counts_the_merged_state, .fini = fini_reply) {
     snprintf(p, sizeof p, "{\"state\":{\"desired\":{\"k\":\"%s\"}}}", v);
     cr_expect_eq(rest(ENG_SHADOW_UPDATE, NULL, p), 200, "%s", R.body);
     /* one more byte of state, from a 44-byte request (the repost.aws case): 413, unchanged */
-    cr_expect_eq(mqtt(ENG_SHADOW_UPDATE, NULL, "{\"state\":{\"reported\":{}},\"clientToken\":\"z\"}"),
-                 200);
-    cr_expect_eq(mqtt(ENG_SHADOW_UPDATE, NULL, "{\"state\":{\"reported\":{\"9\":1}},\"clientToken\":\"z\"}"),
-                 413);
+    cr_expect_eq(
+        mqtt(ENG_SHADOW_UPDATE, NULL, "{\"state\":{\"reported\":{}},\"clientToken\":\"z\"}"), 200);
+    cr_expect_eq(
+        mqtt(ENG_SHADOW_UPDATE, NULL, "{\"state\":{\"reported\":{\"9\":1}},\"clientToken\":\"z\"}"),
+        413);
     cr_expect_str_eq(R.error_type, "RequestEntityTooLargeException");
     cr_expect_str_eq(shd_msg(&R, "/update/rejected"),
                      "{\"code\":413,\"message\":\"The payload exceeds the maximum size allowed\","
@@ -728,15 +747,16 @@ Test(shadow_document, get_document_for_the_rules_engine, .fini = fini_reply) {
     cr_expect_null(doc);
     cr_expect_eq(eng_shadow_get_document(fx.svc, "bad name", "x", &doc, &n), 0);
     fx.now = 42;
-    cr_assert_eq(rest(ENG_SHADOW_UPDATE, "s1",
-                      "{\"state\":{\"desired\":{\"alarm\":\"ON\"},\"reported\":{\"alarm\":\"OFF\"}}}"),
-                 200);
+    cr_assert_eq(
+        rest(ENG_SHADOW_UPDATE, "s1",
+             "{\"state\":{\"desired\":{\"alarm\":\"ON\"},\"reported\":{\"alarm\":\"OFF\"}}}"),
+        200);
     cr_expect_eq(eng_shadow_get_document(fx.svc, "lamp", "", &doc, &n), 0);
     cr_assert_eq(eng_shadow_get_document(fx.svc, "lamp", "s1", &doc, &n), 1);
-    cr_expect_str_eq(doc,
-                     "{\"state\":{\"desired\":{\"alarm\":\"ON\"},\"reported\":{\"alarm\":\"OFF\"},"
-                     "\"delta\":{\"alarm\":\"ON\"}},\"metadata\":{\"desired\":{\"alarm\":{\"timestamp\":"
-                     "42}},\"reported\":{\"alarm\":{\"timestamp\":42}}},\"version\":1,\"timestamp\":42}");
+    cr_expect_str_eq(
+        doc, "{\"state\":{\"desired\":{\"alarm\":\"ON\"},\"reported\":{\"alarm\":\"OFF\"},"
+             "\"delta\":{\"alarm\":\"ON\"}},\"metadata\":{\"desired\":{\"alarm\":{\"timestamp\":"
+             "42}},\"reported\":{\"alarm\":{\"timestamp\":42}}},\"version\":1,\"timestamp\":42}");
     cr_expect_eq(n, strlen(doc));
     free(doc);
 }
@@ -801,7 +821,8 @@ static void replay(const char *thing, const step *s, size_t n, int exact) {
 Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
     static const step s[] = {
         {1719853600, ENG_SHADOW_GET, "{\"clientToken\":\"<Some UUID>\"}",
-         "{\"code\":404,\"message\":\"No shadow exists with name: 'YourThingName'\",\"clientToken\":"
+         "{\"code\":404,\"message\":\"No shadow exists with name: "
+         "'YourThingName'\",\"clientToken\":"
          "\"<Some UUID>\"}",
          "", ""},
         {1719853620, ENG_SHADOW_UPDATE,
@@ -811,13 +832,14 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
          "\"timestamp\":1719853620}}},\"version\":1,\"timestamp\":1719853620,\"clientToken\":"
          "\"2e073dae-7c50-458f-a495-c16fae14a406\"}",
          "",
-         "{\"previous\":null,\"current\":{\"state\":{\"reported\":{\"Color\":\"green\"}},\"metadata\":"
+         "{\"previous\":null,\"current\":{\"state\":{\"reported\":{\"Color\":\"green\"}},"
+         "\"metadata\":"
          "{\"reported\":{\"Color\":{\"timestamp\":1719853620}}},\"version\":1},\"timestamp\":"
          "1719853620,\"clientToken\":\"2e073dae-7c50-458f-a495-c16fae14a406\"}"},
-        {1719855000, ENG_SHADOW_UPDATE, "{\"state\":{\"desired\":{\"Color\":\"blue\"}}}", NULL, NULL,
-         NULL},
-        {1719855100, ENG_SHADOW_UPDATE, "{\"state\":{\"desired\":{\"Color\":\"blue\"}}}", NULL, NULL,
-         NULL},
+        {1719855000, ENG_SHADOW_UPDATE, "{\"state\":{\"desired\":{\"Color\":\"blue\"}}}", NULL,
+         NULL, NULL},
+        {1719855100, ENG_SHADOW_UPDATE, "{\"state\":{\"desired\":{\"Color\":\"blue\"}}}", NULL,
+         NULL, NULL},
         {1719855311, ENG_SHADOW_UPDATE,
          "{\"state\":{\"desired\":{\"Color\":\"green\"}},\"clientToken\":"
          "\"1ef3baf8-169a-4095-93f2-0b39c15a01a8\"}",
@@ -832,10 +854,13 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
          "\"Color\":{\"timestamp\":1719855498}},\"clientToken\":"
          "\"79737dba-2252-406e-9204-3dec049eebce\"}",
          "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"green\"},\"reported\":{\"Color\":"
-         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1719855311}},\"reported\":"
-         "{\"Color\":{\"timestamp\":1719853620}}},\"version\":4},\"current\":{\"state\":{\"desired\":"
+         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1719855311}},"
+         "\"reported\":"
+         "{\"Color\":{\"timestamp\":1719853620}}},\"version\":4},\"current\":{\"state\":{"
+         "\"desired\":"
          "{\"Color\":\"red\"},\"reported\":{\"Color\":\"green\"}},\"metadata\":{\"desired\":{"
-         "\"Color\":{\"timestamp\":1719855498}},\"reported\":{\"Color\":{\"timestamp\":1719853620}}},"
+         "\"Color\":{\"timestamp\":1719855498}},\"reported\":{\"Color\":{\"timestamp\":1719853620}}"
+         "},"
          "\"version\":5},\"timestamp\":1719855498,\"clientToken\":"
          "\"79737dba-2252-406e-9204-3dec049eebce\"}"},
         {1719856038, ENG_SHADOW_UPDATE,
@@ -846,9 +871,12 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
          "\"1317558e-0f69-40d7-8bdd-d3301a1cd6f7\"}",
          "",
          "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\"},\"reported\":{\"Color\":"
-         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1719855498}},\"reported\":"
-         "{\"Color\":{\"timestamp\":1719853620}}},\"version\":5},\"current\":{\"state\":{\"desired\":"
-         "{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{\"Color\":"
+         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1719855498}},"
+         "\"reported\":"
+         "{\"Color\":{\"timestamp\":1719853620}}},\"version\":5},\"current\":{\"state\":{"
+         "\"desired\":"
+         "{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{"
+         "\"Color\":"
          "{\"timestamp\":1719855498}},\"reported\":{\"Color\":{\"timestamp\":1719856038}}},"
          "\"version\":6},\"timestamp\":1719856038,\"clientToken\":"
          "\"1317558e-0f69-40d7-8bdd-d3301a1cd6f7\"}"},
@@ -859,8 +887,10 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
         {1719856723, ENG_SHADOW_GET, "{\"clientToken\":\"e6e3123c-5526-404f-8006-a8cc44da0f23\"}",
          "{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},\"reported\":{\"Color\":"
          "\"red\",\"Status\":\"Great\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":"
-         "1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":{\"timestamp\":"
-         "1719856038},\"Status\":{\"timestamp\":1719856694}}},\"version\":8,\"timestamp\":1719856723,"
+         "1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":{"
+         "\"timestamp\":"
+         "1719856038},\"Status\":{\"timestamp\":1719856694}}},\"version\":8,\"timestamp\":"
+         "1719856723,"
          "\"clientToken\":\"e6e3123c-5526-404f-8006-a8cc44da0f23\"}",
          "", ""},
         {1719857563, ENG_SHADOW_UPDATE,
@@ -872,13 +902,17 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
          "{\"version\":9,\"timestamp\":1719857563,\"state\":{\"Status\":\"Great\"},\"metadata\":{"
          "\"Status\":{\"timestamp\":1719856710}},\"clientToken\":"
          "\"05ed8956-4958-4fcc-bdd8-e454182c3a45\"}",
-         "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},\"reported\":"
+         "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},"
+         "\"reported\":"
          "{\"Color\":\"red\",\"Status\":\"Great\"}},\"metadata\":{\"desired\":{\"Color\":{"
-         "\"timestamp\":1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":{"
+         "\"timestamp\":1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":"
+         "{"
          "\"timestamp\":1719856038},\"Status\":{\"timestamp\":1719856694}}},\"version\":8},"
-         "\"current\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},\"reported\":"
+         "\"current\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},"
+         "\"reported\":"
          "{\"Color\":\"red\",\"Status\":\"Awful\"}},\"metadata\":{\"desired\":{\"Color\":{"
-         "\"timestamp\":1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":{"
+         "\"timestamp\":1719855498},\"Status\":{\"timestamp\":1719856710}},\"reported\":{\"Color\":"
+         "{"
          "\"timestamp\":1719856038},\"Status\":{\"timestamp\":1719857563}}},\"version\":9},"
          "\"timestamp\":1719857563,\"clientToken\":\"05ed8956-4958-4fcc-bdd8-e454182c3a45\"}"},
         {1719858000, ENG_SHADOW_UPDATE, "{\"state\":{\"reported\":{\"Status\":null}}}", NULL, NULL,
@@ -886,8 +920,10 @@ Test(shadow_document, js_sdk_transcript_byte_for_byte, .fini = fini_reply) {
         {1719858100, ENG_SHADOW_UPDATE, "{\"state\":{\"desired\":{\"Status\":null}}}", NULL, "",
          NULL},
         {1719858143, ENG_SHADOW_GET, "{\"clientToken\":\"72f05b90-b0a2-4ff5-8b1f-1931f7c39b9a\"}",
-         "{\"state\":{\"desired\":{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":"
-         "{\"desired\":{\"Color\":{\"timestamp\":1719855498}},\"reported\":{\"Color\":{\"timestamp\":"
+         "{\"state\":{\"desired\":{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},"
+         "\"metadata\":"
+         "{\"desired\":{\"Color\":{\"timestamp\":1719855498}},\"reported\":{\"Color\":{"
+         "\"timestamp\":"
          "1719856038}}},\"version\":11,\"timestamp\":1719858143,\"clientToken\":"
          "\"72f05b90-b0a2-4ff5-8b1f-1931f7c39b9a\"}",
          "", ""},
@@ -937,10 +973,13 @@ Test(shadow_document, cpp_sdk_transcript_versions_1_to_9, .fini = fini_reply) {
          "\"timestamp\":1730482794,\"version\":3,\"clientToken\":"
          "\"35624091-7be2-3ab3-c193-bac8f4c4e9c8\"}",
          "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"green\"},\"reported\":{\"Color\":"
-         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1730482304}},\"reported\":"
-         "{\"Color\":{\"timestamp\":1730481958}}},\"version\":2},\"current\":{\"state\":{\"desired\":"
+         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1730482304}},"
+         "\"reported\":"
+         "{\"Color\":{\"timestamp\":1730481958}}},\"version\":2},\"current\":{\"state\":{"
+         "\"desired\":"
          "{\"Color\":\"red\"},\"reported\":{\"Color\":\"green\"}},\"metadata\":{\"desired\":{"
-         "\"Color\":{\"timestamp\":1730482794}},\"reported\":{\"Color\":{\"timestamp\":1730481958}}},"
+         "\"Color\":{\"timestamp\":1730482794}},\"reported\":{\"Color\":{\"timestamp\":1730481958}}"
+         "},"
          "\"version\":3},\"timestamp\":1730482794}"},
         {1730482948, ENG_SHADOW_UPDATE,
          "{\"state\":{\"reported\":{\"Color\":\"red\"}},\"clientToken\":"
@@ -950,9 +989,12 @@ Test(shadow_document, cpp_sdk_transcript_versions_1_to_9, .fini = fini_reply) {
          "\"timestamp\":1730482948,\"version\":4}",
          "",
          "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\"},\"reported\":{\"Color\":"
-         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1730482794}},\"reported\":"
-         "{\"Color\":{\"timestamp\":1730481958}}},\"version\":3},\"current\":{\"state\":{\"desired\":"
-         "{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{\"Color\":"
+         "\"green\"}},\"metadata\":{\"desired\":{\"Color\":{\"timestamp\":1730482794}},"
+         "\"reported\":"
+         "{\"Color\":{\"timestamp\":1730481958}}},\"version\":3},\"current\":{\"state\":{"
+         "\"desired\":"
+         "{\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{"
+         "\"Color\":"
          "{\"timestamp\":1730482794}},\"reported\":{\"Color\":{\"timestamp\":1730482948}}},"
          "\"version\":4},\"timestamp\":1730482948}"},
         {1730483062, ENG_SHADOW_UPDATE, "{\"state\":{\"reported\":{\"Status\":\"Great\"}}}", NULL,
@@ -970,18 +1012,23 @@ Test(shadow_document, cpp_sdk_transcript_versions_1_to_9, .fini = fini_reply) {
          "{\"state\":{\"reported\":{\"Status\":\"Awful\"}},\"clientToken\":"
          "\"af54adca-85c9-c4c9-52b0-7349337f57d5\"}",
          "{\"clientToken\":\"af54adca-85c9-c4c9-52b0-7349337f57d5\",\"state\":{\"reported\":{"
-         "\"Status\":\"Awful\"}},\"metadata\":{\"reported\":{\"Status\":{\"timestamp\":1730483858}}},"
+         "\"Status\":\"Awful\"}},\"metadata\":{\"reported\":{\"Status\":{\"timestamp\":1730483858}}"
+         "},"
          "\"timestamp\":1730483858,\"version\":7}",
          "{\"state\":{\"Status\":\"Great\"},\"metadata\":{\"Status\":{\"timestamp\":1730483069}},"
          "\"timestamp\":1730483858,\"version\":7,\"clientToken\":"
          "\"af54adca-85c9-c4c9-52b0-7349337f57d5\"}",
-         "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},\"reported\":"
+         "{\"previous\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},"
+         "\"reported\":"
          "{\"Color\":\"red\",\"Status\":\"Great\"}},\"metadata\":{\"desired\":{\"Color\":{"
-         "\"timestamp\":1730482794},\"Status\":{\"timestamp\":1730483069}},\"reported\":{\"Color\":{"
+         "\"timestamp\":1730482794},\"Status\":{\"timestamp\":1730483069}},\"reported\":{\"Color\":"
+         "{"
          "\"timestamp\":1730482948},\"Status\":{\"timestamp\":1730483062}}},\"version\":6},"
-         "\"current\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},\"reported\":"
+         "\"current\":{\"state\":{\"desired\":{\"Color\":\"red\",\"Status\":\"Great\"},"
+         "\"reported\":"
          "{\"Color\":\"red\",\"Status\":\"Awful\"}},\"metadata\":{\"desired\":{\"Color\":{"
-         "\"timestamp\":1730482794},\"Status\":{\"timestamp\":1730483069}},\"reported\":{\"Color\":{"
+         "\"timestamp\":1730482794},\"Status\":{\"timestamp\":1730483069}},\"reported\":{\"Color\":"
+         "{"
          "\"timestamp\":1730482948},\"Status\":{\"timestamp\":1730483858}}},\"version\":7},"
          "\"timestamp\":1730483858}"},
         {1730483900, ENG_SHADOW_UPDATE, "{\"state\":{\"reported\":{\"Status\":null}}}", NULL, NULL,
@@ -990,11 +1037,13 @@ Test(shadow_document, cpp_sdk_transcript_versions_1_to_9, .fini = fini_reply) {
          NULL},
         {1730483940, ENG_SHADOW_GET, "{\"clientToken\":\"2dccc7b8-47ad-80c5-299f-3de5d9b553fa\"}",
          "{\"clientToken\":\"2dccc7b8-47ad-80c5-299f-3de5d9b553fa\",\"state\":{\"desired\":{"
-         "\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{\"Color\":"
+         "\"Color\":\"red\"},\"reported\":{\"Color\":\"red\"}},\"metadata\":{\"desired\":{"
+         "\"Color\":"
          "{\"timestamp\":1730482794}},\"reported\":{\"Color\":{\"timestamp\":1730482948}}},"
          "\"timestamp\":1730483940,\"version\":9}",
          "", ""},
-        {1730483990, ENG_SHADOW_DELETE, "{\"clientToken\":\"495844bb-65c9-58a6-bd16-099fa3021512\"}",
+        {1730483990, ENG_SHADOW_DELETE,
+         "{\"clientToken\":\"495844bb-65c9-58a6-bd16-099fa3021512\"}",
          "{\"clientToken\":\"495844bb-65c9-58a6-bd16-099fa3021512\",\"timestamp\":1730483990,"
          "\"version\":9}",
          "", ""},

@@ -102,7 +102,8 @@ Test(shadow_store, compare_and_set_on_the_record_revision) {
     eng_error e;
     eng_shadow_store *st = eng_shadow_sqlite_open(fx.dir, NULL, &e);
     cr_assert_not_null(st, "%s", e.message);
-    eng_shadow_record rec = {.version = 1, .updated_at = 10, .doc = "{\"state\":{}}", .doc_len = 12};
+    eng_shadow_record rec = {
+        .version = 1, .updated_at = 10, .doc = "{\"state\":{}}", .doc_len = 12};
     eng_shadow_record got;
     cr_expect_eq(st->vt->get(st, "k", "", &got, &e), ENG_SHADOW_NOT_FOUND);
     cr_expect_eq(st->vt->put(st, "k", "", 5, &rec, &e), ENG_SHADOW_CONFLICT); /* no record */
