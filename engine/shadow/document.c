@@ -521,14 +521,6 @@ void eng__shadow_write_stored(eng_sbuf *b, const eng_shadow_doc *d) {
     eng__sbuf_add(b, "}", 1);
 }
 
-void eng__shadow_write_snapshot(eng_sbuf *b, const eng_shadow_doc *d, int64_t version) {
-    eng__sbuf_add(b, "{", 1);
-    write_state_meta(b, d, NULL);
-    eng__sbuf_lit(b, ",\"version\":");
-    eng__sbuf_i64(b, version);
-    eng__sbuf_add(b, "}", 1);
-}
-
 void eng__shadow_write_get(eng_sbuf *b, const eng_shadow_doc *d, const eng_sjson *delta,
                            int64_t version, int64_t ts, const eng_shadow_token *tok) {
     eng__sbuf_add(b, "{", 1);
@@ -566,16 +558,27 @@ void eng__shadow_write_delta(eng_sbuf *b, const eng_sjson *delta, int64_t versio
     write_token_close(b, tok);
 }
 
-void eng__shadow_write_documents(eng_sbuf *b, const char *previous, size_t prev_len,
-                                 const char *current, size_t cur_len, int64_t ts,
-                                 const eng_shadow_token *tok) {
+/* A documents snapshot: the stored document (a JSON object: eng__shadow_doc_load() read it)
+ * with the version added before its closing brace. */
+static void write_snapshot(eng_sbuf *b, const char *stored, size_t n, int64_t version) {
+    while (n && stored[n - 1] != '}') /* whitespace after it, from another writer */
+        n--;
+    eng__sbuf_add(b, stored, n ? n - 1 : 0);
+    eng__sbuf_lit(b, ",\"version\":");
+    eng__sbuf_i64(b, version);
+    eng__sbuf_add(b, "}", 1);
+}
+
+void eng__shadow_write_documents(eng_sbuf *b, const char *prev, size_t prev_len,
+                                 int64_t prev_version, const char *cur, size_t cur_len,
+                                 int64_t cur_version, int64_t ts, const eng_shadow_token *tok) {
     eng__sbuf_lit(b, "{\"previous\":");
-    if (previous)
-        eng__sbuf_add(b, previous, prev_len);
+    if (prev)
+        write_snapshot(b, prev, prev_len, prev_version);
     else
         eng__sbuf_lit(b, "null");
     eng__sbuf_lit(b, ",\"current\":");
-    eng__sbuf_add(b, current, cur_len);
+    write_snapshot(b, cur, cur_len, cur_version);
     eng__sbuf_lit(b, ",\"timestamp\":");
     eng__sbuf_i64(b, ts);
     write_token_close(b, tok);

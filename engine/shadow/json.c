@@ -81,6 +81,7 @@ static int reserve(eng_sbuf *b, size_t n) {
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
+        b->cap = 0; /* so that no later append takes the fast path */
         return -1;
     }
     b->p = p;
@@ -89,7 +90,7 @@ static int reserve(eng_sbuf *b, size_t n) {
 }
 
 void eng__sbuf_add(eng_sbuf *b, const void *s, size_t n) {
-    if (reserve(b, n))
+    if (b->len + n + 1 > b->cap && reserve(b, n)) /* after an OOM, cap is 0 */
         return;
     memcpy(b->p + b->len, s, n);
     b->len += n;

@@ -222,6 +222,8 @@ typedef struct current {
     int64_t version;          /* the version the next update follows: the document's, a recent
                                  tombstone's, or 0 */
     eng_shadow_doc doc;
+    const char *text;         /* the stored document (in the arena), NULL unless live */
+    size_t text_len;
 } current;
 
 static int read_current(op_ctx *c, current *cur, int64_t now, eng_error *e) {
@@ -241,6 +243,8 @@ static int read_current(op_ctx *c, current *cur, int64_t now, eng_error *e) {
         memcpy(text, cur->rec.doc, cur->rec.doc_len + 1);
         cur->live = 1;
         cur->version = cur->rec.version;
+        cur->text = text;
+        cur->text_len = cur->rec.doc_len;
         return eng__shadow_doc_load(&c->a, text, cur->rec.doc_len, &cur->doc, e);
     }
     /* a tombstone: its version carries over for 48 hours */
@@ -299,8 +303,12 @@ static int too_busy(op_ctx *c) {
 typedef struct update_result {
     int64_t version, now;
     eng_shadow_doc doc;       /* the shadow after the update */
-    char *previous;           /* the snapshot before it, NULL when the update created it */
+    char *stored;             /* its stored document (malloc'd) */
+    size_t stored_len;
+    const char *prev;         /* the stored document before (arena), NULL when the update
+                                 created the shadow */
     size_t prev_len;
+    int64_t prev_version;
 } update_result;
 
 /* One attempt of the read-modify-write. Returns 0 (written), ENG_SHADOW_CONFLICT (another
@@ -317,13 +325,9 @@ static int try_update(op_ctx *c, const eng_shadow_update *u, update_result *res,
         goto out;
     }
     res->version = cur.version + 1;
-    free(res->previous);
-    res->previous = NULL;
-    if (cur.live) {
-        eng__shadow_write_snapshot(&b, &cur.doc, cur.version);
-        if (!(res->previous = eng__sbuf_take(&b, &res->prev_len)))
-            goto nomem;
-    }
+    res->prev = cur.text;
+    res->prev_len = cur.text_len;
+    res->prev_version = cur.version;
     res->doc = cur.doc;
     if (eng__shadow_doc_apply(&c->a, &res->doc, u, res->now))
         goto nomem;
@@ -338,6 +342,10 @@ static int try_update(op_ctx *c, const eng_shadow_update *u, update_result *res,
                              .doc_len = b.len};
     rc = c->s->store->vt->put(c->s->store, c->nm.thing, c->nm.shadow,
                               cur.found ? cur.rec.rev : 0, &rec, e);
+    if (rc == 0) {
+        free(res->stored);
+        res->stored = eng__sbuf_take(&b, &res->stored_len); /* b.oom is 0: cannot fail */
+    }
     goto out;
 nomem:
     eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "out of memory");
@@ -349,7 +357,7 @@ out:
 
 /* The messages of an accepted update, in AWS's order, and the REST body. */
 static int updated(op_ctx *c, const eng_shadow_update *u, update_result *res) {
-    eng_sbuf acc = {0}, b = {0}, cur = {0};
+    eng_sbuf acc = {0}, b = {0};
     int rc, oom;
     eng__shadow_write_accepted(&acc, u, res->version, res->now, &c->tok);
     if (acc.oom || add_msg(c, ENG_SHADOW_UPDATE, "accepted", acc.p, acc.len))
@@ -363,11 +371,8 @@ static int updated(op_ctx *c, const eng_shadow_update *u, update_result *res) {
             goto nomem;
         b.len = 0;
     }
-    eng__shadow_write_snapshot(&cur, &res->doc, res->version);
-    if (cur.oom)
-        goto nomem;
-    eng__shadow_write_documents(&b, res->previous, res->prev_len, cur.p, cur.len, res->now,
-                                &c->tok);
+    eng__shadow_write_documents(&b, res->prev, res->prev_len, res->prev_version, res->stored,
+                                res->stored_len, res->version, res->now, &c->tok);
     if (b.oom || add_msg(c, ENG_SHADOW_UPDATE, "documents", b.p, b.len))
         goto nomem;
     c->out->status = 200;
@@ -379,7 +384,6 @@ nomem:
 out:
     eng__sbuf_deinit(&acc);
     eng__sbuf_deinit(&b);
-    eng__sbuf_deinit(&cur);
     return rc;
 }
 
@@ -404,7 +408,7 @@ static int do_update(op_ctx *c) {
         rc = store_failed(c, &e);
     else
         rc = fail(c, &e);
-    free(res.previous);
+    free(res.stored);
     return rc;
 }
 

@@ -188,8 +188,6 @@ size_t eng__shadow_state_size(const eng_shadow_doc *d);
 /* The documents (compact JSON, AWS's key order), appended to b: */
 /* stored:    {"state":{"desired"?,"reported"?},"metadata":{"desired"?,"reported"?}} */
 void eng__shadow_write_stored(eng_sbuf *b, const eng_shadow_doc *d);
-/* documents' previous / current:  {"state":...,"metadata":...,"version":N} */
-void eng__shadow_write_snapshot(eng_sbuf *b, const eng_shadow_doc *d, int64_t version);
 /* get accepted: {"state":{desired?,reported?,delta?},"metadata":{...},"version","timestamp"
  * [,"clientToken"]} */
 void eng__shadow_write_get(eng_sbuf *b, const eng_shadow_doc *d, const eng_sjson *delta,
@@ -202,11 +200,13 @@ void eng__shadow_write_accepted(eng_sbuf *b, const eng_shadow_update *u, int64_t
  * [,"clientToken"]} */
 void eng__shadow_write_delta(eng_sbuf *b, const eng_sjson *delta, int64_t version, int64_t ts,
                              const eng_shadow_token *tok);
-/* documents: {"previous":<snapshot text or null>,"current":<snapshot text>,"timestamp"
- * [,"clientToken"]} */
-void eng__shadow_write_documents(eng_sbuf *b, const char *previous, size_t prev_len,
-                                 const char *current, size_t cur_len, int64_t ts,
-                                 const eng_shadow_token *tok);
+/* documents: {"previous":<snapshot or null>,"current":<snapshot>,"timestamp"[,"clientToken"]},
+ * where a snapshot is a stored document (as eng__shadow_write_stored() wrote it) with its
+ * version added: {"state":...,"metadata":...,"version":N}. prev NULL: the update created the
+ * shadow. */
+void eng__shadow_write_documents(eng_sbuf *b, const char *prev, size_t prev_len,
+                                 int64_t prev_version, const char *cur, size_t cur_len,
+                                 int64_t cur_version, int64_t ts, const eng_shadow_token *tok);
 /* delete accepted: {"version","timestamp"[,"clientToken"]} */
 void eng__shadow_write_deleted(eng_sbuf *b, int64_t version, int64_t ts,
                                const eng_shadow_token *tok);
