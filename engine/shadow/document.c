@@ -59,7 +59,7 @@ static int parse_payload(eng_sarena *a, const void *p, size_t n, eng_sjson **roo
         return eng__shadow_error(e, ENG_SHADOW_ERR_TOO_LARGE, ENG_SHADOW_MSG_TOO_LARGE);
     if (!eng__utf8_valid(p, n))
         return eng__shadow_error(e, ENG_SHADOW_ERR_ENCODING,
-                             "Unsupported documented encoding; supported encoding is UTF-8");
+                                 "Unsupported documented encoding; supported encoding is UTF-8");
     char dup[80];
     switch (eng__sjson_parse(a, p, n, PARSE_DEPTH, root, dup, sizeof dup)) {
     case ENG_SJ_OK: break;
@@ -67,7 +67,7 @@ static int parse_payload(eng_sarena *a, const void *p, size_t n, eng_sjson **roo
         return invalid(e, "JSON contains too many levels of nesting; maximum is 6");
     case ENG_SJ_EDUP:
         return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "Invalid JSON: duplicate key '%s'",
-                             dup);
+                                 dup);
     case ENG_SJ_ENOMEM:
         return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, ENG_SHADOW_MSG_INTERNAL);
     default: return invalid(e, "Invalid JSON");
@@ -162,7 +162,7 @@ int eng__shadow_update_parse(eng_sarena *a, const void *p, size_t n, eng_shadow_
             memcpy(k, m->key, kn);
             k[kn] = '\0';
             return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID,
-                                 "State contains an invalid node: '%s'", k);
+                                     "State contains an invalid node: '%s'", k);
         }
         if (is_desired)
             u->desired = m;
@@ -248,8 +248,7 @@ int eng__shadow_doc_load(eng_sarena *a, const char *text, size_t n, eng_shadow_d
         if (!sec[i])
             continue;
         if (sec[i]->type != ENG_SJ_OBJ)
-            return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "stored shadow: bad %s",
-                                 names[i]);
+            return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "stored shadow: bad %s", names[i]);
         attach(a, sec[i], eng__sjson_get(a, meta, names[i]));
     }
     d->desired = sec[0];

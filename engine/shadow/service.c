@@ -195,7 +195,7 @@ static int store_failed(op_ctx *c, eng_error *e) {
 static int not_found(op_ctx *c) {
     eng_error e;
     eng__shadow_error(&e, ENG_SHADOW_ERR_NOT_FOUND, "No shadow exists with name: '%s'",
-                  c->nm.shadow[0] ? c->nm.shadow : c->nm.thing);
+                      c->nm.shadow[0] ? c->nm.shadow : c->nm.thing);
     return fail(c, &e);
 }
 
@@ -475,7 +475,7 @@ static int take_names(op_ctx *c, eng_error *e) {
     if (r->shadow && r->shadow_len) {
         if (!eng__shadow_name_valid(r->shadow, r->shadow_len))
             return eng__shadow_error(e, ENG_SHADOW_ERR_INVALID, "Invalid shadow name: %s",
-                                 SHADOW_RULE);
+                                     SHADOW_RULE);
         memcpy(c->nm.shadow, r->shadow, r->shadow_len);
         c->nm.shadow[r->shadow_len] = '\0';
     }
@@ -574,7 +574,8 @@ int eng_shadow_list(eng_shadow *s, const char *thing, size_t thing_len, const ch
         return fail(&c, &e);
     if (parse_page_size(page_size, &limit)) {
         eng__shadow_error(&e, ENG_SHADOW_ERR_INVALID,
-                      "Invalid pageSize: expected an integer from 1 to %d", ENG_SHADOW_PAGE_MAX);
+                          "Invalid pageSize: expected an integer from 1 to %d",
+                          ENG_SHADOW_PAGE_MAX);
         return fail(&c, &e);
     }
     if (next_token && *next_token && decode_token(next_token, after)) {

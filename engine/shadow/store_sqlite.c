@@ -146,19 +146,19 @@ static int open_db(sq_store *st, sqlite3 **db, int readonly, eng_error *e) {
 static int create_file(sq_store *st, const char *data_dir, eng_error *e) {
     if (mkdir(data_dir, 0750) != 0 && errno != EEXIST)
         return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "cannot create %s: %s", data_dir,
-                             strerror(errno));
+                                 strerror(errno));
     int fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: %s", st->path,
-                             strerror(errno));
+                                 strerror(errno));
     struct stat sb;
     int rc = 0;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
         rc = eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: not a regular file",
-                           st->path);
+                               st->path);
     else if ((sb.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0)
-        rc = eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: chmod: %s",
-                           st->path, strerror(errno));
+        rc = eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL, "shadow store %s: chmod: %s", st->path,
+                               strerror(errno));
     close(fd);
     if (rc || sb.st_size != 0)
         return rc;
@@ -186,7 +186,7 @@ static int open_writer(sq_store *st, eng_error *e) {
     sqlite3_finalize(q);
     if (!wal)
         return eng__shadow_error(e, ENG_SHADOW_ERR_INTERNAL,
-                             "shadow store %s: cannot switch to WAL mode", st->path);
+                                 "shadow store %s: cannot switch to WAL mode", st->path);
     if (exec(st, st->wdb, st->no_sync ? "PRAGMA synchronous=OFF" : "PRAGMA synchronous=FULL",
              "cannot configure", e) ||
         exec(st, st->wdb, SCHEMA, "unexpected database schema", e))
