@@ -4,8 +4,8 @@
 # Everything sluice needs to build, test and run, from Debian 12's repositories.
 SLUICE_BUILD_PKGS="build-essential cmake ninja-build pkg-config python3 libpcre2-dev libssl-dev
   libcjson-dev libmosquitto-dev libmicrohttpd-dev librdkafka-dev libpq-dev libcurl4-openssl-dev
-  tzdata ca-certificates"
-SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl awscli librdkafka1 libpq5 libcurl4"
+  libsqlite3-dev tzdata ca-certificates"
+SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl awscli librdkafka1 libpq5 libcurl4 libsqlite3-0"
 SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev python3-boto3 python3-paho-mqtt postgresql
   $SLUICE_RUN_PKGS"
 
