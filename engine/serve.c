@@ -62,6 +62,7 @@ int eng_serve_main(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a write error (EFBIG) we handle, not death */
 
     static eng_env env;
     env.cfg = &cfg;

@@ -401,6 +401,79 @@ class Durability(unittest.TestCase):
         self.assertEqual(lost, 0, self.s.logs())
         self.assertEqual(self.s.stop(), 0)
 
+    def test_a_full_disk_stops_acknowledging_and_recovers(self):
+        """The data dir on a small tmpfs (or, where mounting is not allowed, a file-size limit
+        on the process), filled up while the sink is down (so nothing finishes and frees
+        journal space): sluice says so, stops acknowledging and reading; once there is room
+        again and the sink is back, nothing is lost."""
+        mnt = os.path.join(self.tmp, "small")
+        os.makedirs(mnt)
+        mounted = not os.environ.get("CHAOS_NO_MOUNT") and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
+                                 capture_output=True).returncode == 0
+        sink = os.path.join(self.tmp, "sink")  # missing: the file action retries
+        out = os.path.join(sink, "out.jsonl")
+        try:
+            self.data = os.path.join(mnt, "data")
+            cfg = self.config("batch", pg=False)
+            self.rule = {"sql": "SELECT * FROM 'load/#'", "awsIotSqlVersion": "2016-03-23",
+                         "actions": [{"file": {"path": out}}]}
+            self.start(cfg)
+            st, _, b = http("POST", self.s.url + "/rules/chaos", json.dumps(self.rule))
+            self.assertEqual(st, 200, b)
+            time.sleep(1)
+            filler = os.path.join(mnt, "filler")
+            if mounted:  # leave ~64 KiB free
+                st = os.statvfs(mnt)
+                with open(filler, "wb") as f:
+                    f.write(b"\0" * (st.f_bavail * st.f_frsize - 64 * 1024))
+            else:
+                subprocess.run(["prlimit", f"--pid={self.s.p.pid}", "--fsize=1:unlimited"],
+                               check=True)
+            n = 3000
+            pub = Publisher(self.broker.port, n, rate=2000)
+            pub.start()
+            end = time.time() + 30
+            while metric(self.s.url, "sluice_journal_failed") != 1 and time.time() < end:
+                time.sleep(0.1)
+            self.assertEqual(metric(self.s.url, "sluice_journal_failed"), 1,
+                             "the journal never reported the full disk")
+            if mounted:  # (a file-size limit also stops the log file growing)
+                self.assertIn("journal.write_failed", self.s.logs())
+            time.sleep(1)
+            taken = metric(self.s.url, 'sluice_messages_in_total{source="mqtt"}')
+            time.sleep(3)
+            self.assertEqual(metric(self.s.url, 'sluice_messages_in_total{source="mqtt"}'),
+                             taken, "sluice kept taking messages it could not journal")
+            self.assertLess(taken, n)
+            if mounted:
+                os.unlink(filler)
+            else:
+                subprocess.run(["prlimit", f"--pid={self.s.p.pid}", "--fsize=unlimited:unlimited"],
+                               check=True)
+            os.makedirs(sink)
+            pub.join()
+            self.assertEqual(pub.acked, n)
+            end = time.time() + 120
+            seqs = set()
+            while time.time() < end and len(seqs) < n:
+                time.sleep(0.5)
+                if os.path.exists(out):
+                    with open(out) as f:
+                        seqs = {json.loads(l)["seq"] for l in f if l.strip()}
+            dl = {q for a, q in self.dead_letters() if a == 0}
+            lost = n - len((seqs | dl) & set(range(n)))
+            print(f"\nfull disk ({'tmpfs' if mounted else 'file size limit'}): {n} messages, "
+                  f"{taken} taken before the stall, lost {lost}", flush=True)
+            self.assertEqual(lost, 0, self.s.logs())
+            self.assertEqual(metric(self.s.url, "sluice_journal_failed"), 0)
+            pub.stop()
+            self.assertEqual(self.s.stop(), 0)
+        finally:
+            if self.s and self.s.p.poll() is None:
+                self.s.p.kill()
+                self.s.p.wait()
+            if mounted:
+                subprocess.run(["umount", "-l", mnt])
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
