@@ -30,7 +30,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "engine_int.h"
+#include "../engine/engine.h"
+
+typedef struct act_instance act_instance;
+typedef struct act_vtable act_vtable;
 
 /* Version 2 replaced v1's one-message deliver() by the batched, lane-aware one and added
  * format(); v1 never left the tree (actions are compiled in), so nothing depended on it. */
@@ -41,7 +44,7 @@ typedef enum act_result { ACT_OK = 0, ACT_RETRY = 1, ACT_FAIL = 2 } act_result;
 typedef struct act_config {
     const cJSON *params;   /* the action's object, e.g. {"topic": "...", "qos": 1} */
     const char *rule_name;
-    eng_env *env;
+    const eng_host *host;  /* what the instance may use; outlives the instance */
 } act_config;
 
 /* One message as an action sees it. */
@@ -112,6 +115,13 @@ struct act_vtable {
     /* version 2 ends here; append only and bump the version */
 };
 
+/* One log line through h's log callback (nothing when h or the callback is NULL).
+ * Thread: any. */
+void act_log(const eng_host *h, int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Adds n to counter c through h (nothing when h or the callback is NULL). Thread: any. */
+void act_count(const eng_host *h, eng_counter c, uint64_t n);
+
 /* The compiled-in action types (actions/registry.c, from actions/actions.def). */
 const act_vtable *act_lookup(const char *name);
 /* "republish, kafka, ..." for error messages (static). */
@@ -173,7 +183,7 @@ typedef struct act_owner {
     uint32_t err_tpl_base, err_ntpl;/* the error action's templates inside prog */
     int err_wants_nulls;
     act_dlq *dlq;                   /* the dead-letter store (outlives every pipe) */
-    const eng_config *cfg;          /* queue depth, retry policy */
+    const eng_host *host;           /* queue depth, retry policy, logs (outlives this pipe) */
 } act_owner;
 
 /* Delivery counters of one pipeline, for /metrics. */
@@ -237,9 +247,9 @@ typedef struct act_dlq_record {
 
 /* Opens (creating) <data_dir>/deadletter, loading the records already there. Bounded by
  * max_bytes and max_age_s: the oldest records are evicted (and counted) past either. NULL with
- * e set on failure. Thread: main. */
+ * e set on failure. host (borrowed, outlives the store) takes its logs. Thread: main. */
 act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_age_s,
-                      eng_error *e);
+                      const eng_host *host, eng_error *e);
 void act_dlq_close(act_dlq *d);
 
 /* Appends r durably (written and fdatasync'ed before it returns; concurrent appends share one

@@ -49,7 +49,7 @@ static int open_action(const cJSON *obj, const char *rule, eng_env *env, eng_act
     if (!cJSON_IsObject(params))
         return eng_error_set(e, 400, "InvalidRequestException",
                              "action '%s' must be an object", params->string);
-    act_config cfg = {.params = params, .rule_name = rule, .env = env};
+    act_config cfg = {.params = params, .rule_name = rule, .host = eng_env_host(env)};
     act_instance *inst = NULL;
     if (vt->open(&cfg, &inst, e) != 0)
         return -1;
@@ -81,8 +81,8 @@ static int start_pipes(eng_rule *r, eng_env *env, eng_error *e) {
                    .rule_revision = &r->revision,
                    .index = -1,
                    .prog = r->prog,
-                   .dlq = env ? env->dlq : NULL,
-                   .cfg = env ? env->cfg : NULL};
+                   .dlq = env->dlq,
+                   .host = eng_env_host(env)};
     if (ea->vt) {
         act_instance *inst = ea->inst;
         ea->inst = NULL;

@@ -208,12 +208,12 @@ static int http_open(const act_config *cfg, act_instance **out, eng_error *e) {
         !(h->tpl = calloc(1 + 2 * (nh < ACT_HTTP_MAX_HEADERS ? nh : ACT_HTTP_MAX_HEADERS),
                           sizeof *h->tpl)) ||
         !(h->tpl[h->ntpl++] = dup_tpl(url)) ||
-        !(h->allowed = strdup(cfg->env->cfg->http_allowed_hosts))) {
+        !(h->allowed = strdup(cfg->host->http_allowed_hosts))) {
         eng_error_set(e, 500, "InternalException", "out of memory");
         goto fail;
     }
-    h->timeout_ms = cfg->env->cfg->http_timeout_ms;
-    h->connect_timeout_ms = cfg->env->cfg->http_connect_timeout_ms;
+    h->timeout_ms = cfg->host->http_timeout_ms;
+    h->connect_timeout_ms = cfg->host->http_connect_timeout_ms;
     h->base.lanes = ACT_HTTP_LANES;
     snprintf(h->base.resource, sizeof h->base.resource, "%s", url->valuestring);
     if (check_url_template(h, url->valuestring, e) != 0 ||

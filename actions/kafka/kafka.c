@@ -464,7 +464,7 @@ static int kf_open(const act_config *cfg, act_instance **out, eng_error *e) {
     if (hdrs && parse_headers(k, hdrs, e) != 0)
         goto out;
     /* Last: a producer is only created for an otherwise valid action. */
-    if (!(k->prod = act_kafka__producer_acquire(props, &k->msg_timeout_ms, e)))
+    if (!(k->prod = act_kafka__producer_acquire(props, cfg->host, &k->msg_timeout_ms, e)))
         goto out;
     k->base.lanes = 1;
     k->base.max_batch = MAX_BATCH;

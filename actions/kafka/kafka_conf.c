@@ -43,6 +43,7 @@ struct act_kafka_producer {
     pthread_rwlock_t lock;      /* read: a produce round; write: replacing rk */
     rd_kafka_t *rk;             /* guarded by lock */
     rd_kafka_conf_t *conf;      /* pristine copy, for a replacement after a fatal error */
+    const eng_host *host;       /* logs (also the librdkafka opaque) */
     pthread_t poller;
     atomic_int stop;
 };
@@ -143,15 +144,17 @@ static char *canonical(const prop *v, size_t n) {
 
 /* {====== librdkafka callbacks */
 
+/* The producer's opaque is the host its logs go to. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    const eng_host *host = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
-        eng_log(ENG_LOG_ERROR, "kafka_fatal", "%s: %s: %s", rd_kafka_name(rk),
+        act_log(host, ENG_LOG_ERROR, "kafka_fatal", "%s: %s: %s", rd_kafka_name(rk),
                 rd_kafka_err2name(orig), buf);
         return;
     }
-    eng_log(ENG_LOG_WARN, "kafka_error", "%s: %s: %s", rd_kafka_name(rk),
+    act_log(host, ENG_LOG_WARN, "kafka_error", "%s: %s: %s", rd_kafka_name(rk),
             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -161,14 +164,16 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         return;
     int l = level <= 3 ? ENG_LOG_ERROR : level == 4 ? ENG_LOG_WARN
           : level <= 6 ? ENG_LOG_INFO : ENG_LOG_DEBUG;
-    eng_log(l, "kafka_log", "%s: %s: %s", rk ? rd_kafka_name(rk) : "rdkafka", fac, buf);
+    act_log(rk ? rd_kafka_opaque(rk) : NULL, l, "kafka_log", "%s: %s: %s",
+            rk ? rd_kafka_name(rk) : "rdkafka", fac, buf);
 }
 
 /* }====== */
 
 /* Builds the librdkafka configuration: the user's properties, then sluice's defaults and
  * callbacks. NULL with e set. */
-static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms, eng_error *e) {
+static rd_kafka_conf_t *build_conf(const prop *v, size_t n, const eng_host *host,
+                                   int *msg_timeout_ms, eng_error *e) {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) {
@@ -215,6 +220,7 @@ static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms,
     rd_kafka_conf_set_dr_msg_cb(conf, act_kafka__on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_opaque(conf, (void *)host);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -271,8 +277,8 @@ static void producer_free(act_kafka_producer *p) {
     free(p);
 }
 
-act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_timeout_ms,
-                                                eng_error *e) {
+act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_host *host,
+                                                int *msg_timeout_ms, eng_error *e) {
     prop *v = calloc(MAX_PROPS, sizeof *v);
     act_kafka_producer *p = NULL;
     char *key = NULL;
@@ -290,7 +296,7 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_tim
     }
     /* The conf is built (and validated) before the lookup so that *msg_timeout_ms is set for a
      * shared producer too; it is cheap next to creating a producer. */
-    rd_kafka_conf_t *conf = build_conf(v, n, msg_timeout_ms, e);
+    rd_kafka_conf_t *conf = build_conf(v, n, host, msg_timeout_ms, e);
     if (!conf)
         goto out;
     pthread_mutex_lock(&reg_mu);
@@ -310,6 +316,7 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_tim
     }
     pthread_rwlock_init(&p->lock, NULL);
     p->conf = conf;
+    p->host = host;
     p->key = key;
     key = NULL;
     if (start(p, e) != 0) {
@@ -356,11 +363,11 @@ void act_kafka__producer_recover(act_kafka_producer *p, rd_kafka_t *rk) {
     eng_error e;
     pthread_rwlock_wrlock(&p->lock);
     if (p->rk == rk) {
-        eng_log(ENG_LOG_WARN, "kafka_recover", "%s: replacing the producer after a fatal error",
-                rd_kafka_name(rk));
+        act_log(p->host, ENG_LOG_WARN, "kafka_recover",
+                "%s: replacing the producer after a fatal error", rk ? rd_kafka_name(rk) : "");
         stop(p);
         if (start(p, &e) != 0)
-            eng_log(ENG_LOG_ERROR, "kafka_recover", "%s", e.message);
+            act_log(p->host, ENG_LOG_ERROR, "kafka_recover", "%s", e.message);
     }
     pthread_rwlock_unlock(&p->lock);
 }

@@ -19,7 +19,6 @@
  */
 #include "../action.h"
 
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +28,7 @@
 
 typedef struct republish {
     act_instance base;
-    eng_env *env;
+    const eng_host *host;
     int qos;
     int format;      /* -1: not set; 0 UNSPECIFIED_BYTES; 1 UTF8_DATA */
     /* templates, in this order: topic, then the headers that are set (see slot_*) */
@@ -128,7 +127,7 @@ static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
         return eng_error_set(e, 500, "InternalException", "out of memory");
     }
     r->ntpl = 1;
-    r->env = cfg->env;
+    r->host = cfg->host;
     r->qos = qos;
     r->format = -1;
     r->slot_ctype = r->slot_resp = r->slot_corr = r->slot_expiry = -1;
@@ -142,7 +141,7 @@ static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
     }
     r->base.lanes = 1;
     r->base.max_batch = 256;
-    r->base.deliver_inline = 1; /* eng_mqtt_publish only queues in libmosquitto */
+    r->base.deliver_inline = 1; /* the host's publish only queues in libmosquitto */
     snprintf(r->base.resource, sizeof r->base.resource, "%s", t->valuestring);
     *out = &r->base;
     return 0;
@@ -175,8 +174,8 @@ static int rp_topic(const act_msg *m, char *topic, size_t tcap, char *err, size_
 
 static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size_t cap) {
     int hops = m->in ? m->in->hops : 0;
-    if (hops >= r->env->cfg->republish_max_hops) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_LOOP], 1);
+    if (hops >= r->host->republish_max_hops) {
+        act_count(r->host, ENG_COUNT_DROP_LOOP, 1);
         snprintf(err, cap, "republish loop: the message has already been republished %d times",
                  hops);
         return ACT_FAIL;
@@ -219,13 +218,13 @@ static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size
         user[i] = (sql_user_prop){m->fields[r->user0 + 2 * i], m->fields[r->user0 + 2 * i + 1]};
     props.user = user;
     props.nuser = (size_t)r->nuser;
-    if (eng_mqtt_publish(r->env->mqtt, topic, m->payload, m->payload_len, r->qos, &props,
-                         hops + 1) != 0) {
+    if (!r->host->publish || r->host->publish(r->host->ud, topic, m->payload, m->payload_len,
+                                              r->qos, &props, hops + 1) != 0) {
         snprintf(err, cap, "MQTT publish to '%s' failed (not connected)", topic);
-        atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
+        act_count(r->host, ENG_COUNT_REPUBLISH_FAILED, 1);
         return ACT_RETRY;
     }
-    atomic_fetch_add(&eng_metrics_global.republish_ok, 1);
+    act_count(r->host, ENG_COUNT_REPUBLISH_OK, 1);
     return ACT_OK;
 }
 

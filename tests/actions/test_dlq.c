@@ -14,12 +14,15 @@
 #include <unistd.h>
 
 #include "action.h"
+#include "test_host.h"
 
 static char dir[64];
+static eng_host host;
 
 static int rm(const char *p, const struct stat *s, int f, struct FTW *w) { return remove(p); }
 
 static void setup(void) {
+    host = act_test_host();
     snprintf(dir, sizeof dir, "/tmp/sluice-dlq-XXXXXX");
     cr_assert(mkdtemp(dir));
 }
@@ -27,14 +30,13 @@ static void teardown(void) { nftw(dir, rm, 8, FTW_DEPTH | FTW_PHYS); }
 
 static act_dlq *open_store(long long max_bytes) {
     eng_error e;
-    act_dlq *d = act_dlq_open(dir, max_bytes, 3600, &e);
+    act_dlq *d = act_dlq_open(dir, max_bytes, 3600, &host, &e);
     cr_assert(d, "%s", e.message);
     return d;
 }
 
 static uint64_t add(act_dlq *d, const char *rule, const char *topic, const char *payload) {
-    eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, NULL,
-                             ENG_SRC_HTTP);
+    eng_msg *m = act_test_msg(topic, payload, NULL, ENG_SRC_HTTP);
     const char *errs[] = {"boom"};
     int64_t at[] = {(int64_t)time(NULL) * 1000};
     act_fields fs = {.n = 1, .f = {"field-0"}, .len = {7}};
@@ -105,7 +107,7 @@ Test(dlq, the_size_bound_evicts_oldest_and_counts_them) {
 
 Test(dlq, the_age_bound_evicts_old_records) {
     eng_error e;
-    act_dlq *d = act_dlq_open(dir, 1 << 20, 1, &e);
+    act_dlq *d = act_dlq_open(dir, 1 << 20, 1, &host, &e);
     cr_assert(d);
     add(d, "r1", "t", "old");
     usleep(1100 * 1000);

@@ -9,15 +9,15 @@
 #include <unistd.h>
 
 #include "action.h"
+#include "test_host.h"
 
-static eng_config cfg;
-static eng_env env = {.cfg = &cfg};
+static eng_host host;
 
 static int open_file(const char *json, act_instance **out, eng_error *e) {
-    eng_config_defaults(&cfg);
+    host = act_test_host();
     cJSON *p = cJSON_Parse(json);
     cr_assert(p);
-    act_config c = {.params = p, .rule_name = "r", .env = &env};
+    act_config c = {.params = p, .rule_name = "r", .host = &host};
     const act_vtable *vt = act_lookup("file");
     cr_assert(vt);
     int rc = vt->open(&c, out, e);

@@ -30,13 +30,16 @@ extern const act_vtable act_http_vtable;
 
 static int timeout_ms = 2000; /* http_timeout_ms of the instances a test opens */
 
+/* The instance copies what it needs from the host at open(), so one host serves them all. */
 static act_instance *open_with(const char *json, const char *allowed, eng_error *e) {
-    eng_config cfg;
-    eng_config_defaults(&cfg);
-    snprintf(cfg.http_allowed_hosts, sizeof cfg.http_allowed_hosts, "%s", allowed);
-    cfg.http_timeout_ms = timeout_ms;
-    cfg.http_connect_timeout_ms = 1000;
-    return act_test_open(&act_http_vtable, &cfg, json, e);
+    static char hosts[1024];
+    static eng_host h;
+    snprintf(hosts, sizeof hosts, "%s", allowed);
+    h = act_test_host();
+    h.http_allowed_hosts = hosts;
+    h.http_timeout_ms = timeout_ms;
+    h.http_connect_timeout_ms = 1000;
+    return act_test_open(&act_http_vtable, &h, json, e);
 }
 
 static act_instance *open_ok(const char *json, const char *allowed) {
