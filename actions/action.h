@@ -36,8 +36,9 @@ typedef struct act_instance act_instance;
 typedef struct act_vtable act_vtable;
 
 /* Version 2 replaced v1's one-message deliver() by the batched, lane-aware one and added
- * format(); v1 never left the tree (actions are compiled in), so nothing depended on it. */
-#define ACT_VTABLE_VERSION 2
+ * format(); v1 never left the tree (actions are compiled in), so nothing depended on it.
+ * Version 3 appended description and options. */
+#define ACT_VTABLE_VERSION 3
 
 typedef enum act_result { ACT_OK = 0, ACT_RETRY = 1, ACT_FAIL = 2 } act_result;
 
@@ -59,6 +60,71 @@ typedef struct act_msg {
                                         whose value is Null or Undefined; else all 0 */
     const eng_msg *in;          /* the incoming message (topic, original payload, hops...) */
 } act_msg;
+
+/* {====== option tables (options.c)
+ *
+ * Each action declares its parameters as a table (Fluent Bit's config_map): key, type,
+ * whether it is required, default, limits and help. One parser validates a parameters object
+ * against the table and fills the action's own options struct through offsetof targets; the
+ * same table is the JSON schema GET /actions/{type}/schema returns. Unknown and duplicate keys
+ * are refused, and every error is an InvalidRequestException naming the field by its path
+ * ("kafka action: \"headers[2].key\" must be a string"). Strings the parser stores are
+ * borrowed from the parsed JSON: open() copies what the instance keeps. */
+
+typedef enum act_opt_type {
+    ACT_OPT_STRING,    /* const char *: literal text; length in [min, max] (max 0: any) */
+    ACT_OPT_TEMPLATE,  /* const char *: a substitution template, `${expr}` allowed; length
+                          as STRING */
+    ACT_OPT_INT,       /* int: an integral number in [min, max] */
+    ACT_OPT_BOOL,      /* int: 0 or 1; def -1 leaves -1 when absent */
+    ACT_OPT_ENUM,      /* int: index into choices; def -1 leaves -1 when absent */
+    ACT_OPT_OBJECT,    /* a nested table, parsed into the struct at offset */
+    ACT_OPT_LIST,      /* an array of at most max objects of table sub, element i parsed into
+                          the struct at offset + i * elem_size; the count (size_t) goes to
+                          count_offset */
+    ACT_OPT_MAP,       /* const cJSON *: an object of at most max string, number or boolean
+                          values, each at most 16 KiB (the action checks the names) */
+    ACT_OPT_IGNORED,   /* a string accepted for AWS compatibility and not used */
+    ACT_OPT_REFUSED    /* a key AWS knows that sluice refuses; help says why */
+} act_opt_type;
+
+typedef struct act_option act_option;
+struct act_option {
+    const char *key;             /* NULL ends the table */
+    act_opt_type type;
+    int required;
+    size_t offset;               /* offsetof() the target in the options struct */
+    long long min, max;          /* see act_opt_type */
+    long long def;               /* INT, BOOL, ENUM: the value when absent */
+    const char *def_str;         /* STRING, TEMPLATE: the value when absent (may be NULL) */
+    const char *const *choices;  /* ENUM: NULL-terminated */
+    const act_option *sub;       /* OBJECT, LIST: the members */
+    size_t elem_size;            /* LIST */
+    size_t count_offset;         /* LIST */
+    const char *help;
+};
+
+/* The usual list element: a {"key": ..., "value": ...} pair of templates, and its table
+ * (key: 1 to 1024 bytes, value: at most 8192). */
+typedef struct act_kv {
+    const char *key, *value;
+} act_kv;
+extern const act_option act_kv_options[];
+
+#define ACT_MAP_MAX_VALUE 16384
+
+/* Validates params against table t and fills *out (zeroed by the caller) with the values and
+ * the defaults. action names the type in messages. Returns 0, or -1 with e set (400,
+ * InvalidRequestException). Thread: any. */
+int act_options_parse(const char *action, const act_option *t, const cJSON *params, void *out,
+                      eng_error *e);
+
+/* The JSON schema of one action type: {"type", "awsName", "description", "options": [...]}
+ * (malloc'd), or NULL when no type has that name (or out of memory). With type NULL, every
+ * compiled-in type: {"actions": [...]}. Thread: any. */
+char *act_schema_json(const char *type);
+
+/* }====== */
 
 /* A growable byte buffer for format(). */
 typedef struct act_buf {
@@ -112,7 +178,11 @@ struct act_vtable {
      * message in out. */
     int (*format)(act_instance *self, const act_msg *const *batch, size_t n, act_buf *out);
     void (*close)(act_instance *self);
-    /* version 2 ends here; append only and bump the version */
+    /* version 2 ends here */
+    const char *description;  /* one line for GET /actions: "Apache Kafka producer" */
+    const act_option *options;/* the parameters open() takes ({0}-terminated): validation
+                                 and GET /actions/{type}/schema */
+    /* version 3 ends here; append only and bump the version */
 };
 
 /* One log line through h's log callback (nothing when h or the callback is NULL).
@@ -124,6 +194,8 @@ void act_count(const eng_host *h, eng_counter c, uint64_t n);
 
 /* The compiled-in action types (actions/registry.c, from actions/actions.def). */
 const act_vtable *act_lookup(const char *name);
+/* The i-th compiled-in type (0-based), or NULL past the last. */
+const act_vtable *act_nth(size_t i);
 /* "republish, kafka, ..." for error messages (static). */
 const char *act_names(void);
 
@@ -148,7 +220,7 @@ int act_retry_delay_ms(const act_retry_policy *p, int k, uint64_t *seed);
 
 /* The substituted templates of one action for one fired message. The strings live in the
  * buffer and stay valid until the next act_render() on it. */
-#define ACT_MAX_FIELDS 64 /* rule.c caps templates per rule at 64 */
+#define ACT_MAX_FIELDS 256 /* templates per action (rule.c refuses more): HTTP's 100 headers */
 
 typedef struct act_fields {
     const char *f[ACT_MAX_FIELDS];

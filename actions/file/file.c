@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,48 +44,43 @@ static uint64_t mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+typedef struct fa_opts {
+    const char *path;
+    int sync;
+    int interval_ms;
+} fa_opts;
+
+static const char *const sync_modes[] = {"batch", "interval", "none", NULL}; /* ORDER SYNC_ */
+
+static const act_option fa_options[] = {
+    {.key = "path", .type = ACT_OPT_STRING, .required = 1, .offset = offsetof(fa_opts, path),
+     .min = 1, .max = 1024, .help = "the file to append to"},
+    {.key = "fsync", .type = ACT_OPT_ENUM, .offset = offsetof(fa_opts, sync), .def = SYNC_BATCH,
+     .choices = sync_modes,
+     .help = "batch: fdatasync before a batch counts as delivered; interval: at most every "
+             "fsyncIntervalMs; none: leave it to the kernel"},
+    {.key = "fsyncIntervalMs", .type = ACT_OPT_INT, .offset = offsetof(fa_opts, interval_ms),
+     .min = 1, .max = 3600000, .def = 1000, .help = "with fsync interval"},
+    {0},
+};
+
 static int fa_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    const cJSON *path = cJSON_GetObjectItemCaseSensitive(cfg->params, "path");
-    const cJSON *sync = cJSON_GetObjectItemCaseSensitive(cfg->params, "fsync");
-    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(cfg->params, "fsyncIntervalMs");
-    const cJSON *k;
-    cJSON_ArrayForEach(k, cfg->params) {
-        if (strcmp(k->string, "path") && strcmp(k->string, "fsync") &&
-            strcmp(k->string, "fsyncIntervalMs"))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "file action: unknown parameter \"%s\"", k->string);
-    }
-    if (!cJSON_IsString(path) || path->valuestring[0] != '/')
+    fa_opts o = {0};
+    if (act_options_parse("file", fa_options, cfg->params, &o, e))
+        return -1;
+    if (o.path[0] != '/')
         return eng_error_set(e, 400, "InvalidRequestException",
                              "file action: \"path\" must be an absolute file path");
-    if (strstr(path->valuestring, "${"))
+    if (strstr(o.path, "${"))
         return eng_error_set(e, 400, "InvalidRequestException",
                              "file action: \"path\" cannot contain substitution templates");
-    int mode = SYNC_BATCH;
-    if (sync) {
-        if (!cJSON_IsString(sync) ||
-            (strcmp(sync->valuestring, "batch") && strcmp(sync->valuestring, "interval") &&
-             strcmp(sync->valuestring, "none")))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "file action: \"fsync\" must be batch, interval or none");
-        mode = !strcmp(sync->valuestring, "batch")      ? SYNC_BATCH
-               : !strcmp(sync->valuestring, "interval") ? SYNC_INTERVAL
-                                                        : SYNC_NONE;
-    }
-    int interval = 1000;
-    if (iv) {
-        if (!cJSON_IsNumber(iv) || iv->valuedouble < 1 || iv->valuedouble > 3600000)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "file action: \"fsyncIntervalMs\" must be from 1 to 3600000");
-        interval = (int)iv->valuedouble;
-    }
     file_action *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path->valuestring))) {
+    if (!f || !(f->path = strdup(o.path))) {
         free(f);
         return eng_error_set(e, 500, "InternalException", "out of memory");
     }
-    f->sync = mode;
-    f->interval_ms = interval;
+    f->sync = o.sync;
+    f->interval_ms = o.interval_ms;
     f->fd = -1;
     f->base.lanes = 1;
     f->base.max_batch = FILE_MAX_BATCH;
@@ -218,4 +214,6 @@ const act_vtable act_file_vtable = {
     .deliver = fa_deliver,
     .format = fa_format,
     .close = fa_close,
+    .description = "append each output as one JSON line to a file (an extension)",
+    .options = fa_options,
 };

@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PROPS 128
+#define MAX_PROPS ACT_KAFKA_MAX_PROPS
 
 struct act_kafka_producer {
     char *key;                  /* canonical properties; registry lookup key */

@@ -22,6 +22,9 @@
 
 typedef struct act_kafka_producer act_kafka_producer;
 
+/* Most clientProperties an action may set. */
+#define ACT_KAFKA_MAX_PROPS 64
+
 /* The message.timeout.ms sluice sets when the user does not: bounds how long deliver() waits
  * for one batch's delivery reports. */
 #define ACT_KAFKA_DEFAULT_MSG_TIMEOUT_MS 30000

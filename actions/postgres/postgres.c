@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,46 +392,33 @@ static act_result one_by_one(act_pg *p, pg_lane *l, const act_msg *const *batch,
 
 static void pg_close(act_instance *self);
 
+typedef struct pg_opts {
+    const char *conninfo, *statement;
+    int pool, batch;
+} pg_opts;
+
+static const act_option pg_options[] = {
+    {.key = "conninfo", .type = ACT_OPT_STRING, .required = 1,
+     .offset = offsetof(pg_opts, conninfo), .min = 1, .max = 4096,
+     .help = "a libpq connection string or postgresql:// URI"},
+    {.key = "statement", .type = ACT_OPT_TEMPLATE, .required = 1,
+     .offset = offsetof(pg_opts, statement), .min = 1, .max = 65536,
+     .help = "the SQL statement run per message; each ${expr} is a bound parameter"},
+    {.key = "poolSize", .type = ACT_OPT_INT, .offset = offsetof(pg_opts, pool), .min = 1,
+     .max = PG_MAX_LANES, .def = PG_DEFAULT_LANES,
+     .help = "connections (each a delivery lane; a topic stays on one)"},
+    {.key = "batchSize", .type = ACT_OPT_INT, .offset = offsetof(pg_opts, batch), .min = 1,
+     .max = PG_MAX_BATCH, .def = PG_DEFAULT_BATCH, .help = "most rows per transaction"},
+    {0},
+};
+
 static int pg_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(cfg->params, "conninfo");
-    const cJSON *stmt = cJSON_GetObjectItemCaseSensitive(cfg->params, "statement");
-    const cJSON *pool = cJSON_GetObjectItemCaseSensitive(cfg->params, "poolSize");
-    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(cfg->params, "batchSize");
-    const cJSON *k;
+    pg_opts o = {0};
     char msg[400];
-    cJSON_ArrayForEach(k, cfg->params) {
-        if (strcmp(k->string, "conninfo") && strcmp(k->string, "statement") &&
-            strcmp(k->string, "poolSize") && strcmp(k->string, "batchSize"))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: unknown parameter \"%s\"", k->string);
-    }
-    if (!cJSON_IsString(ci) || !ci->valuestring[0])
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"conninfo\" is required (a libpq connection "
-                             "string or postgresql:// URI)");
-    if (!cJSON_IsString(stmt))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"statement\" is required");
-    int lanes = PG_DEFAULT_LANES;
-    if (pool) {
-        if (!cJSON_IsNumber(pool) || pool->valuedouble < 1 || pool->valuedouble > PG_MAX_LANES ||
-            pool->valuedouble != (int)pool->valuedouble)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: \"poolSize\" must be an integer from 1 to %d",
-                                 PG_MAX_LANES);
-        lanes = (int)pool->valuedouble;
-    }
-    size_t batch = PG_DEFAULT_BATCH;
-    if (bs) {
-        if (!cJSON_IsNumber(bs) || bs->valuedouble < 1 || bs->valuedouble > PG_MAX_BATCH ||
-            bs->valuedouble != (int)bs->valuedouble)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: \"batchSize\" must be an integer from 1 to %d",
-                                 PG_MAX_BATCH);
-        batch = (size_t)bs->valuedouble;
-    }
+    if (act_options_parse("postgres", pg_options, cfg->params, &o, e))
+        return -1;
     act_pg *p = calloc(1, sizeof *p);
-    if (!p || !(p->conninfo = strdup(ci->valuestring))) {
+    if (!p || !(p->conninfo = strdup(o.conninfo))) {
         free(p);
         return eng_error_set(e, 500, "InternalException", "out of memory");
     }
@@ -440,12 +428,12 @@ static int pg_open(const act_config *cfg, act_instance **out, eng_error *e) {
         return eng_error_set(e, 400, "InvalidRequestException",
                              "postgres action: \"conninfo\" does not parse: %s", msg);
     }
-    if (act_pg__stmt_parse(stmt->valuestring, &p->st, msg, sizeof msg)) {
+    if (act_pg__stmt_parse(o.statement, &p->st, msg, sizeof msg)) {
         pg_close(&p->base);
         return eng_error_set(e, 400, "InvalidRequestException", "postgres action: %s", msg);
     }
-    p->base.lanes = lanes;
-    p->base.max_batch = batch;
+    p->base.lanes = o.pool;
+    p->base.max_batch = (size_t)o.batch;
     p->base.wants_nulls = 1;
     *out = &p->base;
     return 0;
@@ -519,6 +507,9 @@ const act_vtable act_postgres_vtable = {
     .deliver = pg_deliver,
     .format = pg_format,
     .close = pg_close,
+    .description = "run a prepared statement per message, values bound as parameters, batched "
+                   "in transactions (an extension)",
+    .options = pg_options,
 };
 
 /* }====== */

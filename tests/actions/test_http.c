@@ -293,7 +293,7 @@ Test(http, header_count_and_key_length_are_limited) {
         n += (size_t)snprintf(json + n, sizeof json - n, "%s{\"key\": \"k%d\", \"value\": \"v\"}",
                               i ? "," : "", i);
     snprintf(json + n, sizeof json - n, "]}");
-    open_fails(json, "", "at most 100 headers");
+    open_fails(json, "", "\"headers\" has at most 100 items (101 given)");
     /* exactly 100 is fine: cut the last one */
     char *last = strrchr(json, '{');
     snprintf(last - 1, 4, "]}");
@@ -308,13 +308,13 @@ Test(http, header_count_and_key_length_are_limited) {
     key[257] = '\0';
     snprintf(json, sizeof json, "{\"url\": \"http://h/\", \"headers\": [{\"key\": \"%s\", "
                                 "\"value\": \"v\"}]}", key);
-    open_fails(json, "", "1 to 256 bytes");
+    open_fails(json, "", "\"headers[0].key\" is longer than 256 bytes");
     key[256] = '\0';
     snprintf(json, sizeof json, "{\"url\": \"http://h/\", \"headers\": [{\"key\": \"%s\", "
                                 "\"value\": \"v\"}]}", key);
     act_http_vtable.close(open_ok(json, ""));
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"\", \"value\": \"v\"}]}", "",
-               "1 to 256 bytes");
+               "\"headers[0].key\" must not be empty");
 }
 
 Test(http, literal_header_keys_must_be_tokens_and_not_framing_headers) {
@@ -325,16 +325,18 @@ Test(http, literal_header_keys_must_be_tokens_and_not_framing_headers) {
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"x\", "
                "\"value\": \"a\\r\\nb: c\"}]}", "", "CR or LF");
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"x\"}]}", "",
-               "string \"key\" and \"value\"");
+               "\"headers[0].value\" is required");
+    open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"a\", \"value\": \"b\"}, "
+               "{\"key\": \"x\", \"value\": 5}]}", "", "\"headers[1].value\" must be a string");
     open_fails("{\"url\": \"http://h/\", \"headers\": {\"x\": \"y\"}}", "", "must be an array");
 }
 
 Test(http, unknown_keys_are_refused_by_name) {
     open_fails("{\"url\": \"http://h/\", \"method\": \"PUT\"}", "", "unknown parameter \"method\"");
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"a\", \"value\": \"b\", "
-               "\"name\": \"c\"}]}", "", "unknown header parameter \"name\"");
+               "\"name\": \"c\"}]}", "", "unknown parameter \"headers[0].name\" (known: key, value)");
     open_fails("{\"url\": \"http://h/\", \"batchConfig\": {\"maxBatchSize\": 5, \"size\": 1}}",
-               "", "unknown batchConfig parameter \"size\"");
+               "", "unknown parameter \"batchConfig.size\"");
 }
 
 Test(http, sigv4_auth_is_refused_with_a_clear_error) {
@@ -345,7 +347,8 @@ Test(http, sigv4_auth_is_refused_with_a_clear_error) {
 
 Test(http, url_is_required_and_at_most_2_kib) {
     open_fails("{\"headers\": []}", "", "\"url\" is required");
-    open_fails("{\"url\": 7}", "", "\"url\" is required");
+    open_fails("{\"url\": 7}", "", "\"url\" must be a string");
+    open_fails("{\"url\": \"\"}", "", "\"url\" must not be empty");
     char json[4096], path[2100];
     memset(path, 'p', sizeof path);
     path[2048 - strlen("http://h/")] = '\0';

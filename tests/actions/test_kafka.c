@@ -81,12 +81,12 @@ static char *format1(act_instance *inst, const act_msg *m, int *rc) {
 
 Test(kafka, open_requires_a_topic) {
     open_fails("{" NOWHERE "}", "\"topic\" is required");
-    open_fails("{\"topic\": \"\", " NOWHERE "}", "\"topic\" is required");
-    open_fails("{\"topic\": 7, " NOWHERE "}", "\"topic\" is required");
+    open_fails("{\"topic\": \"\", " NOWHERE "}", "\"topic\" must not be empty");
+    open_fails("{\"topic\": 7, " NOWHERE "}", "\"topic\" must be a string");
 }
 
 Test(kafka, open_requires_bootstrap_servers) {
-    open_fails("{\"topic\": \"t\"}", "bootstrap.servers");
+    open_fails("{\"topic\": \"t\"}", "\"clientProperties\" is required");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"acks\": \"all\"}}",
                "\"bootstrap.servers\" is required");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"\"}}",
@@ -142,14 +142,14 @@ Test(kafka, open_rejects_unknown_parameters_and_bad_headers) {
     open_fails("{\"topic\": \"t\", \"headers\": {\"k\": \"v\"}, " NOWHERE "}",
                "\"headers\" must be an array");
     open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\"}], " NOWHERE "}",
-               "\"headers.value\" must be a string");
+               "\"headers[0].value\" is required");
     open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\", \"value\": \"v\", "
                "\"x\": 1}], " NOWHERE "}",
-               "unknown header field \"x\"");
+               "unknown parameter \"headers[0].x\"");
     open_fails("{\"topic\": \"t\", \"key\": 5, " NOWHERE "}", "\"key\" must be a string");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
                "\"acks\": [1]}}",
-               "clientProperties \"acks\" must be a string");
+               "\"clientProperties.acks\" must be a string, a number or a boolean");
     cr_assert_eq(act_kafka__producer_count(), 0);
 }
 
