@@ -98,3 +98,81 @@ Test(rule, limits_of_actions_and_size) {
     cr_expect_eq(e.status, 413);
     free(huge);
 }
+
+/* cJSON keeps duplicate keys and its lookups see the first one only; a rule with a duplicate
+ * anywhere is refused, naming the key and where it is. */
+Test(rule, duplicate_keys_at_any_depth_are_refused) {
+    static const struct {
+        const char *json, *msg;
+    } t[] = {
+        {"{\"sql\":\"SELECT * FROM 't'\",\"sql\":\"SELECT * FROM 'u'\"}",
+         "duplicate key \"sql\" in the rule payload"},
+        {"{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{\"topic\":\"o\"},"
+         "\"republish\":{\"topic\":\"p\"}}]}",
+         "duplicate key \"republish\" in actions[0]"},
+        {"{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"file\":{\"path\":\"a\"}},"
+         "{\"republish\":{\"topic\":\"o\",\"qos\":0,\"topic\":\"p\"}}]}",
+         "duplicate key \"topic\" in actions[1].republish"},
+        {"{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{\"topic\":\"o\",\"headers\":"
+         "{\"userProperties\":[{\"key\":\"a\",\"value\":\"b\"},{\"key\":\"a\",\"value\":\"b\","
+         "\"key\":\"c\"}]}}}]}",
+         "duplicate key \"key\" in actions[0].republish.headers.userProperties[1]"},
+        {"{\"sql\":\"SELECT * FROM 't'\",\"errorAction\":{\"kafka\":{\"topic\":\"t\","
+         "\"clientProperties\":{\"bootstrap.servers\":\"h:1\",\"bootstrap.servers\":\"i:1\"}}}}",
+         "duplicate key \"bootstrap.servers\" in errorAction.kafka.clientProperties"},
+        {"{\"sql\":\"SELECT * FROM 't'\",\"description\":\"d\",\"ruleDisabled\":false,"
+         "\"awsIotSqlVersion\":\"2016-03-23\",\"ruleDisabled\":true}",
+         "duplicate key \"ruleDisabled\" in the rule payload"},
+        /* the same key spelled with an escape is the same key */
+        {"{\"sql\":\"SELECT * FROM 't'\",\"actions\":[{\"republish\":{\"topic\":\"o\","
+         "\"\\u0074opic\":\"p\"}}]}",
+         "duplicate key \"topic\" in actions[0].republish"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        eng_error e = try("dup", t[i].json);
+        cr_expect_eq(e.status, 400, "%s", t[i].json);
+        cr_expect(e.type && !strcmp(e.type, "InvalidRequestException"), "%s", t[i].json);
+        cr_expect(strstr(e.message, t[i].msg) != NULL, "message '%s' lacks '%s'", e.message,
+                  t[i].msg);
+    }
+}
+
+/* The segfault of issue 8: 38 duplicate "contentType" headers in one republish action. */
+Test(rule, forty_duplicate_headers_are_refused_without_a_crash) {
+    char j[4096];
+    size_t n = (size_t)snprintf(j, sizeof j, "{\"sql\":\"SELECT * FROM 't'\",\"actions\":["
+                                             "{\"republish\":{\"topic\":\"o\",\"headers\":{");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(j + n, sizeof j - n, "%s\"contentType\":\"text/plain\"",
+                              i ? "," : "");
+    snprintf(j + n, sizeof j - n, "}}}]}");
+    eng_error e = try("dup_headers", j);
+    cr_expect_eq(e.status, 400);
+    cr_expect(strstr(e.message, "duplicate key \"contentType\" in actions[0].republish.headers"),
+              "%s", e.message);
+}
+
+Test(rule, unknown_payload_keys_and_template_limits) {
+    eng_error e = try("x", "{\"sql\":\"SELECT * FROM 't'\",\"ruleName\":\"x\"}");
+    cr_expect_eq(e.status, 400);
+    cr_expect(strstr(e.message, "unknown key \"ruleName\" in the rule payload"), "%s", e.message);
+    /* 10 actions of 201 templates each: more than a rule may carry */
+    char *j = malloc(64 * 1024);
+    size_t n = (size_t)sprintf(j, "{\"sql\":\"SELECT * FROM 't'\",\"actions\":[");
+    for (int a = 0; a < 10; a++) {
+        n += (size_t)sprintf(j + n, "%s{\"http\":{\"url\":\"http://h/\",\"headers\":[",
+                             a ? "," : "");
+        for (int h = 0; h < 100; h++)
+            n += (size_t)sprintf(j + n, "%s{\"key\":\"k%d\",\"value\":\"v\"}", h ? "," : "", h);
+        n += (size_t)sprintf(j + n, "]}}");
+    }
+    sprintf(j + n, "]}");
+    e = try("templates", j);
+    free(j);
+#ifdef SLUICE_WITH_ACTION_HTTP
+    cr_expect_eq(e.status, 400);
+    cr_expect(strstr(e.message, "too many substitution templates: the http action has 201 "
+                                "(at most 256 per action, 1024 per rule)"),
+              "%s", e.message);
+#endif
+}
