@@ -199,6 +199,17 @@ const act_vtable *act_nth(size_t i);
 /* "republish, kafka, ..." for error messages (static). */
 const char *act_names(void);
 
+/* {====== paths (paths.c): where a rule may point sluice */
+
+/* Resolves path (a relative one against dir) following every symlink and "..", and checks the
+ * result is dir itself or beneath it (dir resolved too). 0 with the resolved path in
+ * out[0..cap); or -1 with why[0..wcap) saying what is wrong (to follow the setting's name).
+ * An empty dir allows nothing. Thread: any. */
+int act_path_beneath(const char *dir, const char *path, char *out, size_t cap, char *why,
+                     size_t wcap);
+
+/* }====== */
+
 /* {====== retry policy (pipeline.c) */
 
 /* Exponential backoff with full jitter: before retry k (1-based) the lane sleeps a uniform

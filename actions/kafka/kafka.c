@@ -7,8 +7,9 @@
  *
  * topic, key, partition and every header key and value are substitution templates. The
  * record's value is the rule's output. destinationArn (AWS's VPC destination) is accepted and
- * ignored. clientProperties go to librdkafka unchanged; the producer they describe is shared
- * with every other Kafka action that names the same set (kafka_conf.c).
+ * ignored. clientProperties pass sluice's allow-list (kafka_conf.c: nothing that loads code,
+ * runs a command or names a file outside actions.kafka.certDir) on their way to librdkafka;
+ * the producer they describe is shared with every other Kafka action that names the same set.
  *
  * Delivery is one round per batch: every message of the batch is handed to rd_kafka_producev()
  * with a per-message slot as its opaque, then the lane waits on a condition variable until the
