@@ -430,30 +430,19 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_ho
     rd_kafka_conf_t *conf = build_conf(v, n, host, msg_timeout_ms, e);
     if (!conf)
         goto out;
-    if (host && host->offline) { /* validated; nothing may connect anywhere */
-        if (!(p = calloc(1, sizeof *p))) {
+    /* offline: validated, and nothing may connect anywhere: no producer is started or shared */
+    int offline = host && host->offline;
+    if (!offline) {
+        pthread_mutex_lock(&reg_mu);
+        locked = 1;
+        for (p = reg_head; p; p = p->next)
+            if (!strcmp(p->key, key))
+                break;
+        if (p) {
+            p->refs++;
             rd_kafka_conf_destroy(conf);
-            eng_error_set(e, 500, "InternalException", "out of memory");
             goto out;
         }
-        pthread_rwlock_init(&p->lock, NULL);
-        p->key = key;
-        p->refs = 1;
-        p->conf = conf;
-        p->host = host;
-        p->offline = 1;
-        key = NULL;
-        goto out;
-    }
-    pthread_mutex_lock(&reg_mu);
-    locked = 1;
-    for (p = reg_head; p; p = p->next)
-        if (!strcmp(p->key, key))
-            break;
-    if (p) {
-        p->refs++;
-        rd_kafka_conf_destroy(conf);
-        goto out;
     }
     if (!(p = calloc(1, sizeof *p))) {
         rd_kafka_conf_destroy(conf);
@@ -464,7 +453,12 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_ho
     p->conf = conf;
     p->host = host;
     p->key = key;
+    p->offline = offline;
     key = NULL;
+    if (offline) {
+        p->refs = 1;
+        goto out;
+    }
     if (start(p, e) != 0) {
         producer_free(p);
         p = NULL;
