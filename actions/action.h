@@ -132,6 +132,21 @@ typedef struct act_buf {
     size_t len, cap;
 } act_buf;
 
+/* {====== JSON the actions write (json.c); Thread: any */
+
+/* 1 when p[0..n) is exactly one JSON value (RFC 8259), whitespace around it allowed; nesting
+ * deeper than 512 counts as not JSON. No allocation. */
+int act_json_valid(const char *p, size_t n);
+/* 1 when p[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF). */
+int act_utf8_valid(const char *p, size_t n);
+/* Appends p[0..n) as a JSON string (quotes, backslashes and control characters escaped; other
+ * bytes as they are) to out, or with out NULL only counts; *len (may be NULL) gets its length.
+ * 0, or -1 on OOM. */
+int act_buf_put_json_string(act_buf *out, const char *p, size_t n, size_t *len);
+
+/* }====== */
+
 /* Appends n bytes (keeps a NUL after them); 0 or -1 on OOM. Thread: any. */
 int act_buf_put(act_buf *b, const void *s, size_t n);
 int act_buf_puts(act_buf *b, const char *s);
@@ -207,6 +222,13 @@ const char *act_names(void);
  * An empty dir allows nothing. Thread: any. */
 int act_path_beneath(const char *dir, const char *path, char *out, size_t cap, char *why,
                      size_t wcap);
+
+/* path made absolute (against the working directory), "." and ".." applied, and the symlinks
+ * of its longest existing prefix resolved; the rest stays as written. 0, or -1 when it does
+ * not fit out[0..cap) or nothing of it resolves. Thread: any. */
+int act_path_absolute(const char *path, char *out, size_t cap);
+/* 1 when the absolute path is dir or beneath it (both as act_path_absolute() writes them). */
+int act_path_within(const char *path, const char *dir);
 
 /* }====== */
 

@@ -372,6 +372,8 @@ int main(int argc, char **argv) {
     }
     have_tmp = 1;
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", tmp);
+    /* a file action writes beneath /tmp (actions.sh's work dir is there) */
+    snprintf(cfg.file_base_dir, sizeof cfg.file_base_dir, "/tmp");
     eng_env env = {.cfg = &cfg};
     if (!(dlq = act_dlq_open(tmp, cfg.dlq_max_bytes, cfg.dlq_max_age_s, eng_env_host(&env),
                              &e))) {

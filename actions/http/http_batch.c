@@ -184,62 +184,12 @@ static int same_target(const act_http *h, const act_msg *a, const act_msg *b) {
            !memcmp(a->in->topic, b->in->topic, a->in->topic_len);
 }
 
-static int is_json(const char *p, size_t n) {
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(p, n, &end, 0);
-    if (!j)
-        return 0;
-    cJSON_Delete(j);
-    while (end < p + n && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    return end == p + n;
-}
-
-/* the JSON string of raw bytes: quotes, backslashes and control characters escaped */
-static int put_json_string(act_buf *out, const char *p, size_t n, size_t *len) {
-    static const char hex[] = "0123456789abcdef";
-    size_t total = 2;
-    if (out && act_buf_put(out, "\"", 1))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        char esc[7];
-        size_t en = 0;
-        if (c == '"' || c == '\\') {
-            esc[en++] = '\\';
-            esc[en++] = (char)c;
-        } else if (c < 0x20) {
-            const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                                : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-            if (named) {
-                memcpy(esc, named, 2);
-                en = 2;
-            } else {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                en = 6;
-            }
-        } else {
-            esc[en++] = (char)c;
-        }
-        total += en;
-        if (out && act_buf_put(out, esc, en))
-            return -1;
-    }
-    if (out && act_buf_put(out, "\"", 1))
-        return -1;
-    if (len)
-        *len = total;
-    return 0;
-}
-
 /* bytes m's payload takes as an element of a batch body */
 static size_t elem_len(const act_msg *m) {
-    if (is_json(m->payload, m->payload_len))
+    if (act_json_valid(m->payload, m->payload_len))
         return m->payload_len;
     size_t n = 0;
-    put_json_string(NULL, m->payload, m->payload_len, &n);
+    act_buf_put_json_string(NULL, m->payload, m->payload_len, &n);
     return n;
 }
 
@@ -269,9 +219,9 @@ int act_http__body(const act_http *h, const act_msg *const *batch, size_t n, act
         const act_msg *m = batch[i];
         if (i && act_buf_put(out, ",", 1))
             return -1;
-        int rc = is_json(m->payload, m->payload_len)
+        int rc = act_json_valid(m->payload, m->payload_len)
                      ? act_buf_put(out, m->payload, m->payload_len)
-                     : put_json_string(out, m->payload, m->payload_len, NULL);
+                     : act_buf_put_json_string(out, m->payload, m->payload_len, NULL);
         if (rc)
             return -1;
     }

@@ -307,33 +307,9 @@ out:
 
 /* {====== format */
 
+/* s[0..n) as a JSON string, or null for NULL. */
 static int put_json(act_buf *b, const char *s, size_t n) {
-    if (!s)
-        return act_buf_puts(b, "null");
-    if (act_buf_put(b, "\"", 1) != 0)
-        return -1;
-    size_t run = 0; /* bytes copied as they are, flushed before each escape */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        if (act_buf_put(b, s + i - run, run) != 0)
-            return -1;
-        run = 0;
-        int rc = c == '"'    ? act_buf_puts(b, "\\\"")
-               : c == '\\' ? act_buf_puts(b, "\\\\")
-               : c == '\n' ? act_buf_puts(b, "\\n")
-               : c == '\r' ? act_buf_puts(b, "\\r")
-               : c == '\t' ? act_buf_puts(b, "\\t")
-                           : act_buf_printf(b, "\\u%04x", c);
-        if (rc != 0)
-            return -1;
-    }
-    if (act_buf_put(b, s + n - run, run) != 0)
-        return -1;
-    return act_buf_put(b, "\"", 1);
+    return s ? act_buf_put_json_string(b, s, n, NULL) : act_buf_puts(b, "null");
 }
 
 /* One JSON line per record: {"topic","partition" (null: the partitioner's choice),"key"
