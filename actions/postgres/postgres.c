@@ -61,7 +61,7 @@ typedef struct pg_lane {
 
 typedef struct act_pg {
     act_instance base;
-    char *conninfo;
+    act_pg_params params;    /* what each lane connects with (pg_conninfo.c) */
     act_pg_stmt st;
     pg_lane lane[PG_MAX_LANES];  /* lane i is touched only by delivery thread i */
 } act_pg;
@@ -154,10 +154,7 @@ static int ensure_conn(act_pg *p, pg_lane *l, char *err, size_t cap) {
     if (l->conn && PQstatus(l->conn) == CONNECTION_OK)
         return 0;
     drop(l);
-    /* defaults first: keywords later in the array (the conninfo) override them */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {"10", "sluice", p->conninfo, NULL};
-    l->conn = PQconnectdbParams(keys, vals, 1);
+    l->conn = PQconnectdbParams(p->params.keys, (const char *const *)p->params.vals, 0);
     if (!l->conn || PQstatus(l->conn) != CONNECTION_OK || PQsetnonblocking(l->conn, 1) != 0) {
         conn_error(l->conn, "connection failed", err, cap);
         drop(l);
@@ -400,7 +397,8 @@ typedef struct pg_opts {
 static const act_option pg_options[] = {
     {.key = "conninfo", .type = ACT_OPT_STRING, .required = 1,
      .offset = offsetof(pg_opts, conninfo), .min = 1, .max = 4096,
-     .help = "a libpq connection string or postgresql:// URI"},
+     .help = "a libpq connection string or postgresql:// URI with a TCP host; files (sslkey, "
+             "sslcert, sslrootcert, sslcrl, passfile) only beneath actions.kafka.certDir"},
     {.key = "statement", .type = ACT_OPT_TEMPLATE, .required = 1,
      .offset = offsetof(pg_opts, statement), .min = 1, .max = 65536,
      .help = "the SQL statement run per message; each ${expr} is a bound parameter"},
@@ -418,15 +416,13 @@ static int pg_open(const act_config *cfg, act_instance **out, eng_error *e) {
     if (act_options_parse("postgres", pg_options, cfg->params, &o, e))
         return -1;
     act_pg *p = calloc(1, sizeof *p);
-    if (!p || !(p->conninfo = strdup(o.conninfo))) {
-        free(p);
+    if (!p)
         return eng_error_set(e, 500, "InternalException", "out of memory");
-    }
-    if (act_pg__resource(p->conninfo, p->base.resource, sizeof p->base.resource, msg,
+    if (act_pg__conninfo(o.conninfo, cfg->host, &p->params, msg, sizeof msg) ||
+        act_pg__resource(o.conninfo, p->base.resource, sizeof p->base.resource, msg,
                          sizeof msg)) {
         pg_close(&p->base);
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"conninfo\" does not parse: %s", msg);
+        return eng_error_set(e, 400, "InvalidRequestException", "postgres action: %s", msg);
     }
     if (act_pg__stmt_parse(o.statement, &p->st, msg, sizeof msg)) {
         pg_close(&p->base);
@@ -494,7 +490,7 @@ static void pg_close(act_instance *self) {
     for (int i = 0; i < PG_MAX_LANES; i++)
         drop(&p->lane[i]);
     act_pg__stmt_deinit(&p->st);
-    free(p->conninfo);
+    act_pg__params_deinit(&p->params);
     free(p);
 }
 

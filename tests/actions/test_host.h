@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "action.h"
 
@@ -75,6 +77,40 @@ static inline eng_msg *act_test_msg(const char *topic, const char *payload, cons
     snprintf(m->traceid, sizeof m->traceid, "00000000-0000-4000-8000-%012u",
              atomic_fetch_add(&seq, 1));
     return m;
+}
+
+/* A certificate directory to test the file checks against, beneath a new temporary dir:
+ *   base/certs/ca.pem        a file inside
+ *   base/secret.pem          a file outside
+ *   base/certs/link.pem      a symlink inside pointing to the file outside */
+typedef struct act_test_certs {
+    char base[64], certs[96], inside[128], outside[128], link[128];
+} act_test_certs;
+
+static inline int act_test_certs_make(act_test_certs *c) {
+    snprintf(c->base, sizeof c->base, "/tmp/sluice-certs-XXXXXX");
+    if (!mkdtemp(c->base))
+        return -1;
+    snprintf(c->certs, sizeof c->certs, "%s/certs", c->base);
+    snprintf(c->inside, sizeof c->inside, "%s/ca.pem", c->certs);
+    snprintf(c->outside, sizeof c->outside, "%s/secret.pem", c->base);
+    snprintf(c->link, sizeof c->link, "%s/link.pem", c->certs);
+    FILE *a, *b;
+    if (mkdir(c->certs, 0700) || !(a = fopen(c->inside, "w")))
+        return -1;
+    fclose(a);
+    if (!(b = fopen(c->outside, "w")))
+        return -1;
+    fclose(b);
+    return symlink(c->outside, c->link);
+}
+
+static inline void act_test_certs_remove(act_test_certs *c) {
+    unlink(c->link);
+    unlink(c->inside);
+    unlink(c->outside);
+    rmdir(c->certs);
+    rmdir(c->base);
 }
 
 #endif

@@ -373,19 +373,11 @@ Test(kafka, properties_that_listen_fetch_log_or_break_delivery_are_refused) {
 
 /* Files only beneath actions.kafka.certDir, judged by where they really lead. */
 Test(kafka, file_properties_only_beneath_the_certificate_directory) {
-    char base[64] = "/tmp/sluice-certs-XXXXXX", certs[128], inside[160], outside[128], link[160];
-    cr_assert(mkdtemp(base));
-    snprintf(certs, sizeof certs, "%s/certs", base);
-    mkdir(certs, 0700);
-    snprintf(inside, sizeof inside, "%s/ca.pem", certs);
-    snprintf(outside, sizeof outside, "%s/secret.pem", base);
-    snprintf(link, sizeof link, "%s/link.pem", certs);
-    fclose(fopen(inside, "w"));
-    fclose(fopen(outside, "w"));
-    cr_assert_eq(symlink(outside, link), 0);
+    act_test_certs c;
+    cr_assert_eq(act_test_certs_make(&c), 0);
     static eng_host h;
     h = act_test_host();
-    h.cert_dir = certs;
+    h.cert_dir = c.certs;
     static const struct {
         const char *value; /* %s: the base directory */
         const char *msg;   /* NULL: accepted */
@@ -408,7 +400,7 @@ Test(kafka, file_properties_only_beneath_the_certificate_directory) {
             if (!strcmp(t[i].value, "probe") && strcmp(props[p], "ssl.ca.location"))
                 continue;
             char value[256], json[512];
-            snprintf(value, sizeof value, t[i].value, base);
+            snprintf(value, sizeof value, t[i].value, c.base);
             snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": "
                      "{\"bootstrap.servers\": \"127.0.0.1:1\", \"ssl.keystore.password\": \"x\", "
                      "\"%s\": \"%s\"}}", props[p], value);
@@ -431,11 +423,7 @@ Test(kafka, file_properties_only_beneath_the_certificate_directory) {
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
                "\"ssl.ca.location\": \"/etc/ssl/certs\"}}",
                "no certificate directory is configured (actions.kafka.certDir)");
-    unlink(link);
-    unlink(inside);
-    unlink(outside);
-    rmdir(certs);
-    rmdir(base);
+    act_test_certs_remove(&c);
 }
 
 Test(kafka, an_offline_host_validates_without_creating_a_producer) {
