@@ -10,7 +10,13 @@
  * The URL and every header key and value are substitution templates. open() checks what is
  * literal (scheme, host against the service's allow-list, header names); the rest is checked
  * per message after substitution (http_batch.c), and a message that fails a check fails
- * permanently without any I/O. "auth" (SigV4 signing with an IAM role) is refused: there is no
+ * permanently without any I/O. Where sluice may be aimed: a host that comes from a template
+ * needs actions.http.allowedHosts (else a device picks the destination), and link-local and
+ * metadata addresses (169.254.0.0/16, fe80::/10, ...) are refused unless
+ * actions.http.allowLinkLocal: as URL literals at open() or per message, and for names at
+ * connect time, on the address curl is about to connect to (open_socket), so a DNS answer
+ * cannot lead elsewhere than what was checked. Environment proxies are not used for the same
+ * reason. "auth" (SigV4 signing with an IAM role) is refused: there is no
  * AWS credential chain here, and silently sending unsigned requests would be worse.
  * confirmationUrl is accepted for AWS compatibility and unused (no destination confirmation).
  *
@@ -31,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define ERR(e, ...) eng_error_set(e, 400, "InvalidRequestException", "http action: " __VA_ARGS__)
 
@@ -55,8 +62,19 @@ static int literal_prefix(const char *t, char *out, size_t cap) {
     return 1;
 }
 
+/* A URL whose host (or scheme, port or user info) comes from a substitution: a device's
+ * payload could aim it anywhere, so it needs an allow-list to be checked against per
+ * message. */
+static int templated_host(const act_http *h, eng_error *e) {
+    if (h->allowed[0])
+        return 0;
+    return ERR(e, "\"url\" takes its host from a substitution template, so the hosts it may "
+                  "reach must be listed in actions.http.allowedHosts (none are)");
+}
+
 /* Checks the parts of the URL template that cannot change with the message: the scheme
- * when it is literal, and the host (allow-list) when the whole authority is literal. */
+ * when it is literal, and the host (allow-list, link-local) when the whole authority is
+ * literal; a host that can change needs an allow-list. */
 static int check_url_template(const act_http *h, const char *t, eng_error *e) {
     char pre[ACT_HTTP_MAX_URL + 1];
     int whole = literal_prefix(t, pre, sizeof pre);
@@ -64,19 +82,19 @@ static int check_url_template(const act_http *h, const char *t, eng_error *e) {
     while (isalnum((unsigned char)pre[i]) || pre[i] == '+' || pre[i] == '-' || pre[i] == '.')
         i++;
     if (pre[i] == '\0' && !whole)
-        return 0; /* the scheme comes from a substitution: checked per message */
+        return templated_host(h, e); /* the scheme comes from a substitution */
     if (pre[i] != ':' || !((i == 4 && !strncasecmp(pre, "http", 4)) ||
                            (i == 5 && !strncasecmp(pre, "https", 5))))
         return ERR(e, "\"url\" must start with http:// or https://");
     if (strncmp(pre + i, "://", 3)) {
         if (whole || strlen(pre + i) >= 3)
             return ERR(e, "\"url\" must start with http:// or https://");
-        return 0;
+        return templated_host(h, e);
     }
     const char *auth = pre + i + 3;
     size_t alen = strcspn(auth, "/?#");
     if (auth[alen] == '\0' && !whole)
-        return 0; /* the host (or its port, or user info) comes from a substitution */
+        return templated_host(h, e); /* the host, its port or user info is substituted */
     char url[ACT_HTTP_MAX_URL + 16], err[512];
     if (whole)
         snprintf(url, sizeof url, "%s", pre);
@@ -176,6 +194,7 @@ static int http_open(const act_config *cfg, act_instance **out, eng_error *e) {
     }
     h->timeout_ms = cfg->host->http_timeout_ms;
     h->connect_timeout_ms = cfg->host->http_connect_timeout_ms;
+    h->allow_link_local = cfg->host->http_allow_link_local;
     h->base.lanes = ACT_HTTP_LANES;
     snprintf(h->base.resource, sizeof h->base.resource, "%s", o.url);
     if (check_url_template(h, o.url, e) != 0 || check_headers(h, &o, e) != 0)
@@ -224,7 +243,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
-static CURL *lane_handle(act_http *h, act_http_lane *l) {
+/* Every connection curl opens goes through here, with the address it is about to connect to
+ * (after name resolution, and for each address it tries): a link-local or metadata address
+ * is refused even when an allowed name resolves to it (DNS rebinding). */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+    act_http_lane *l = ud;
+    if (act_http__addr_refused(l->owner, &a->addr, l->refused, sizeof l->refused))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+CURL *act_http__lane_handle(act_http *h, int lane) {
+    act_http_lane *l = &h->lanes[lane >= 0 && lane < ACT_HTTP_LANES ? lane : 0];
     if (l->h)
         return l->h;
     pthread_once(&curl_once, init_curl);
@@ -249,6 +279,12 @@ static CURL *lane_handle(act_http *h, act_http_lane *l) {
     curl_easy_setopt(c, CURLOPT_USERAGENT, "sluice");
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
+    /* connect where the checks looked: straight to the destination, never through a proxy
+     * from the environment (which would resolve and connect on our behalf) */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, l);
+    l->owner = h;
     l->h = c;
     return c;
 }
@@ -313,7 +349,7 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     const act_msg *m = batch[0];
     act_result res = ACT_RETRY;
     struct curl_slist *hdrs = NULL;
-    CURL *c = lane_handle(h, l);
+    CURL *c = act_http__lane_handle(h, (int)(l - h->lanes));
     if (!c) {
         snprintf(err, cap, "cannot initialize libcurl");
         goto out;
@@ -325,6 +361,7 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     }
     l->resp_len = 0;
     l->errbuf[0] = '\0';
+    l->refused[0] = '\0';
     curl_easy_setopt(c, CURLOPT_CURLU, u);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, l->body.p);
@@ -333,6 +370,11 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     /* the handle outlives u and hdrs: drop its pointers to them */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(c, CURLOPT_CURLU, NULL);
+    if (rc != CURLE_OK && l->refused[0]) {
+        snprintf(err, cap, "POST %.300s refused: it resolves to %s", m->fields[0], l->refused);
+        res = ACT_FAIL; /* where a name leads is the operator's to change, not a retry's */
+        goto out;
+    }
     if (rc != CURLE_OK) {
         snprintf(err, cap, "POST %.300s failed: %s", m->fields[0],
                  l->errbuf[0] ? l->errbuf : curl_easy_strerror(rc));

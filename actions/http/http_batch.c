@@ -15,9 +15,14 @@
  * handle is what deliver() sends (CURLOPT_CURLU): the host checked against the allow-list is the
  * host connected to, with no second parser that could read "http://a@b/" differently.
  * Header keys and values are checked for CR/LF so a substituted value cannot inject headers.
+ * A host that is a link-local or metadata address literal is refused here; a name that
+ * resolves to one is refused where curl connects (http.c, open_socket), so a DNS answer that
+ * changes between the check and the connection changes nothing.
  */
 #include "http_int.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +91,77 @@ int act_http__host_allowed(const char *list, const char *host) {
     return 0;
 }
 
+/* {====== addresses no action may reach */
+
+static int v4_refused(const unsigned char *a, const char **what) {
+    if (a[0] == 169 && a[1] == 254)
+        *what = "link-local (169.254.0.0/16, cloud metadata services)";
+    else if (a[0] == 100 && a[1] == 100 && a[2] == 100 && a[3] == 200)
+        *what = "a cloud metadata address";
+    else
+        return 0;
+    return 1;
+}
+
+int act_http__addr_refused(const act_http *h, const struct sockaddr *sa, char *why, size_t cap) {
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char aws6[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0,
+                                           0,    0, 0,    0,    0, 0, 0x02, 0x54};
+    const char *what = NULL;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (h && h->allow_link_local)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        if (!v4_refused((const unsigned char *)&in->sin_addr, &what))
+            return 0;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const unsigned char *b = in6->sin6_addr.s6_addr;
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+            what = "link-local (fe80::/10)";
+        else if (!memcmp(b, aws6, 16))
+            what = "a cloud metadata address";
+        else if ((!memcmp(b, mapped, 12) || !memcmp(b, nat64, 12)) && v4_refused(b + 12, &what))
+            ;
+        else
+            return 0;
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    } else {
+        return 0;
+    }
+    snprintf(why, cap, "%s, which is %s: refused unless actions.http.allowLinkLocal is set",
+             text, what);
+    return 1;
+}
+
+int act_http__host_refused(const act_http *h, const char *host, char *why, size_t cap) {
+    char lit[INET6_ADDRSTRLEN + 8];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    size_t zone = strcspn(host, "%"); /* fe80::1%25eth0: the zone is not part of the address */
+    if (zone < n)
+        n = zone;
+    if (n >= sizeof lit)
+        return 0;
+    memcpy(lit, host, n);
+    lit[n] = '\0';
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, lit, &in.sin_addr) == 1)
+        return act_http__addr_refused(h, (struct sockaddr *)&in, why, cap);
+    if (inet_pton(AF_INET6, lit, &in6.sin6_addr) == 1)
+        return act_http__addr_refused(h, (struct sockaddr *)&in6, why, cap);
+    return 0;
+}
+
+/* }====== */
+
 int act_http__check_url(const act_http *h, const char *url, size_t len, CURLU **out, char *err,
                         size_t cap) {
     int rc = -1;
@@ -116,6 +192,11 @@ int act_http__check_url(const act_http *h, const char *url, size_t len, CURLU **
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0]) {
         snprintf(err, cap, "the URL '%.200s' has no host", url);
+        goto out;
+    }
+    char why[256];
+    if (act_http__host_refused(h, host, why, sizeof why)) {
+        snprintf(err, cap, "host %s", why);
         goto out;
     }
     if (!act_http__host_allowed(h->allowed, host)) {
