@@ -106,7 +106,8 @@ static segment *seg_add(act_dlq *d, uint64_t seq) {
     d->segs = s;
     char path[700];
     seg_path(d, seq, path, sizeof path);
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* dead letters carry message payloads: the service's user alone reads them */
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return NULL;
     struct stat st;
@@ -680,7 +681,7 @@ act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_a
     d->next_id = 1;
     mkdir(data_dir, 0750);
     snprintf(d->dir, sizeof d->dir, "%s/deadletter", data_dir);
-    if (mkdir(d->dir, 0750) != 0 && errno != EEXIST) {
+    if (mkdir(d->dir, 0700) != 0 && errno != EEXIST) {
         eng_error_set(e, 500, "InternalException", "cannot create %s: %s", d->dir,
                       strerror(errno));
         goto fail;

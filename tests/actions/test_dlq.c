@@ -4,12 +4,14 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,4 +181,34 @@ Test(dlq, concurrent_appends_are_all_stored_with_distinct_ids) {
     shared = open_store(1 << 24);
     cr_expect_eq(count(shared, NULL), 400);
     act_dlq_close(shared);
+}
+
+/* Dead letters carry message payloads: only the service's user may read them, whatever the
+ * umask (0 here, so the mode is the store's own choice). */
+Test(dlq, segments_are_created_0600_in_a_0700_directory) {
+    mode_t old = umask(0);
+    act_dlq *d = open_store(1 << 20);
+    add(d, "r1", "t", "secret");
+    act_dlq_close(d);
+    umask(old);
+    char path[128];
+    snprintf(path, sizeof path, "%s/deadletter", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0700, "directory mode %o", st.st_mode & 0777);
+    DIR *dd = opendir(path);
+    cr_assert(dd);
+    struct dirent *de;
+    int segments = 0;
+    while ((de = readdir(dd))) {
+        if (strncmp(de->d_name, "seg-", 4))
+            continue;
+        char seg[512];
+        snprintf(seg, sizeof seg, "%s/%s", path, de->d_name);
+        cr_assert_eq(stat(seg, &st), 0);
+        cr_expect_eq(st.st_mode & 0777, 0600, "%s mode %o", de->d_name, st.st_mode & 0777);
+        segments++;
+    }
+    closedir(dd);
+    cr_expect_geq(segments, 1);
 }
