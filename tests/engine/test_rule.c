@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "action.h"
 #include "engine_int.h"
 
 static eng_config cfg;
@@ -175,4 +178,52 @@ Test(rule, unknown_payload_keys_and_template_limits) {
                                 "(at most 256 per action, 1024 per rule)"),
               "%s", e.message);
 #endif
+}
+
+/* The fuzzer's seeds (tests/fuzz/corpus/fuzz_rule_payload) are one valid rule per action type,
+ * under the environment the fuzzer sets up (offline, a certificate directory with ca.pem): if
+ * a seed stopped being valid the fuzzer would start from refusals only. */
+Test(rule, the_fuzz_seeds_are_valid_rules_of_every_action_type) {
+    char dir[512], tmp[] = "/tmp/sluice-seeds-XXXXXX", certs[64], ca[80];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    *strrchr(dir, '/') = '\0';
+    strcat(dir, "/../fuzz/corpus/fuzz_rule_payload");
+    cr_assert(mkdtemp(tmp));
+    snprintf(certs, sizeof certs, "%s/certs", tmp);
+    snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+    cr_assert_eq(mkdir(certs, 0700), 0);
+    fclose(fopen(ca, "w"));
+    eng_config c;
+    eng_config_defaults(&c);
+    snprintf(c.data_dir, sizeof c.data_dir, "%s", tmp);
+    snprintf(c.cert_dir, sizeof c.cert_dir, "%s", certs);
+    snprintf(c.http_allowed_hosts, sizeof c.http_allowed_hosts, "hooks.example,127.0.0.1");
+    eng_env offline = {.cfg = &c, .offline = 1};
+    static const char *const seeds[] = {"republish", "file", "kafka", "postgres", "http"};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s.json", dir, seeds[i]);
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "%s", path);
+        char body[8192];
+        size_t n = fread(body, 1, sizeof body - 1, f);
+        fclose(f);
+        body[n] = '\0';
+        eng_error e;
+        eng_rule *r = eng_rule_new(seeds[i], body, n, &offline, &e);
+        cr_expect_not_null(r, "%s: %s", seeds[i], e.message);
+        if (!r)
+            continue;
+        int found = 0;
+        for (size_t a = 0; a < r->nactions; a++)
+            found |= !strcmp(r->actions[a].vt->name, seeds[i]);
+        cr_expect(found, "%s.json has no %s action", seeds[i], seeds[i]);
+        eng_rule_release(r);
+    }
+    char refused[600];
+    snprintf(refused, sizeof refused, "%s/refused.json", dir);
+    cr_expect_eq(access(refused, R_OK), 0);
+    unlink(ca);
+    rmdir(certs);
+    rmdir(tmp);
 }
