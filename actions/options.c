@@ -42,6 +42,32 @@ static int fail(eng_error *e, const char *action, const char *path, const char *
 
 static void *at(void *base, size_t off) { return (char *)base + off; }
 
+/* The path of a member ("headers.contentType") or of a list item ("headers[3]") for messages,
+ * into out[0..MAX_PATH): prefix, sep, then tail, cut at the end (the message still names where
+ * the path starts). out must not overlap prefix. */
+static void join_path(char *out, const char *prefix, const char *sep, const char *tail) {
+    size_t n = 0;
+    const char *parts[3] = {prefix, *prefix ? sep : "", tail};
+    for (int p = 0; p < 3; p++) {
+        size_t l = strlen(parts[p]);
+        if (l > MAX_PATH - 1 - n)
+            l = MAX_PATH - 1 - n;
+        memcpy(out + n, parts[p], l);
+        n += l;
+    }
+    out[n] = '\0';
+}
+
+static void member_path(char *out, const char *prefix, const char *key) {
+    join_path(out, prefix, ".", key);
+}
+
+static void item_path(char *out, const char *prefix, size_t i) {
+    char idx[32];
+    sprintf(idx, "[%zu]", i);
+    join_path(out, prefix, "", idx);
+}
+
 static int is_integer(const cJSON *v) {
     return cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
            v->valuedouble == floor(v->valuedouble) && fabs(v->valuedouble) < 9.0e15;
@@ -85,7 +111,7 @@ static int parse_list(const char *action, const act_option *o, const cJSON *v,
     const cJSON *it;
     cJSON_ArrayForEach(it, v) {
         char sub[MAX_PATH];
-        snprintf(sub, sizeof sub, "%s[%zu]", path, i);
+        item_path(sub, path, i);
         if (!cJSON_IsObject(it))
             return fail(e, action, sub, "must be an object");
         if (parse_table(action, o->sub, it, at(out, o->offset + i * o->elem_size), sub, e))
@@ -106,7 +132,7 @@ static int parse_map(const char *action, const act_option *o, const cJSON *v, co
     const cJSON *it;
     cJSON_ArrayForEach(it, v) {
         char sub[MAX_PATH];
-        snprintf(sub, sizeof sub, "%s.%s", path, it->string);
+        member_path(sub, path, it->string);
         for (const cJSON *p = v->child; p != it; p = p->next)
             if (!strcmp(p->string, it->string))
                 return fail(e, action, sub, "is given twice");
@@ -197,7 +223,7 @@ static int parse_table(const char *action, const act_option *t, const cJSON *obj
             i++;
         if (i >= MAX_TABLE)
             return fail(e, action, NULL, "option table too long (internal error)");
-        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", v->string);
+        member_path(path, prefix, v->string);
         if (!t[i].key) {
             char keys[512];
             key_list(t, keys, sizeof keys);
@@ -212,7 +238,7 @@ static int parse_table(const char *action, const act_option *t, const cJSON *obj
     for (size_t i = 0; t[i].key; i++) {
         if (seen[i])
             continue;
-        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", t[i].key);
+        member_path(path, prefix, t[i].key);
         if (absent(action, &t[i], path, out, e))
             return -1;
     }
