@@ -4,9 +4,9 @@ shipped defaults: each hole of issue 8 is attacked the way a REST caller would, 
 closed (refused with AWS's error shape, nothing loaded, run, written or connected, the service
 still up). Also GET /actions and the dead-letter files' mode.
 usage: test_action_boundary.py /path/to/sluice"""
-import base64, json, os, shutil, stat, tempfile, time, unittest
+import base64, json, os, shutil, stat, subprocess, tempfile, time, unittest
 
-from harness import Broker, Sluice, http
+from harness import SLUICE, Broker, Sluice, http
 from test_deadletter import dead_letters, publish, wait_for
 
 MARKER_SO = os.environ.get("SLUICE_TEST_MARKER_SO", "")
@@ -245,6 +245,53 @@ class Boundary(unittest.TestCase):
         self.refused("pgsvc", self.rule({"postgres": {"conninfo": "host=127.0.0.1 service=prod",
                                                       "statement": stmt}}),
                      '"service" is not allowed')
+
+    # }======
+
+    # {====== the configuration keys
+
+    def test_base_dir_and_allow_link_local_from_the_config_file(self):
+        tmp = tempfile.mkdtemp()
+        base = os.path.join(tmp, "files")
+        os.makedirs(base)
+        s = Sluice(self.broker.port, os.path.join(tmp, "data"),
+                   config={"actions": {"file": {"baseDir": base},
+                                       "http": {"allowLinkLocal": True}}})
+        try:
+            st, _, body = http("POST", f"{s.url}/rules/fb", json.dumps(self.rule(
+                {"file": {"path": "sub.jsonl"}}, sql="SELECT * FROM 'cfg/t'")))
+            self.assertEqual(st, 200, body)
+            publish(s, "cfg/t", {"n": 1})
+            out = os.path.join(base, "sub.jsonl")
+            self.assertTrue(wait_for(lambda: os.path.exists(out) and os.path.getsize(out) > 0))
+            st, _, body = http("POST", f"{s.url}/rules/ll", json.dumps(self.rule(
+                {"http": {"url": "http://169.254.169.254/latest/meta-data/"}})))
+            self.assertEqual(st, 200, "allowLinkLocal lets the operator open it: " + str(body))
+        finally:
+            s.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_bad_action_settings_stop_the_service_with_a_clear_message(self):
+        tmp = tempfile.mkdtemp()
+        try:
+            for cfg, msg in (({"actions": {"file": {"baseDir": "relative/dir"}}},
+                              '"actions.file.baseDir" must be an absolute directory path'),
+                             ({"actions": {"kafka": {"certDir": 5}}},
+                              '"actions.kafka.certDir" must be a string'),
+                             ({"actions": {"kafka": {"certdir": "/x"}}},
+                              'unknown key "actions.kafka.certdir"'),
+                             ({"actions": {"http": {"allowLinkLocal": "yes"}}},
+                              '"actions.http.allowLinkLocal" must be true or false')):
+                path = os.path.join(tmp, "c.json")
+                with open(path, "w") as f:
+                    json.dump(cfg, f)
+                r = subprocess.run([SLUICE, "serve", "--config", path], capture_output=True,
+                                   text=True, timeout=30,
+                                   env=dict(os.environ, SLUICE_DATA_DIR=os.path.join(tmp, "d")))
+                self.assertEqual(r.returncode, 64, r.stderr)
+                self.assertIn(msg, r.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # }======
 
