@@ -177,8 +177,9 @@ typedef struct eng_rule {
 } eng_rule;
 
 /* Validates a topicRulePayload (AWS's limits: 1-10 actions, known action types, rule name
- * ^[a-zA-Z0-9_]{1,128}$, whole rule <= 256 KiB), compiles its SQL with every action's templates,
- * and opens its actions. Returns a rule with one reference, or NULL with e set
+ * ^[a-zA-Z0-9_]{1,128}$, whole rule <= 256 KiB; no key outside AWS's payload and no key twice
+ * in any object), compiles its SQL with every action's templates, and opens its actions with
+ * eng_env_host(env) (offline when env->offline). Returns a rule with one reference, or NULL with e set
  * (SqlParseException with line/column for SQL errors). Thread: admin. */
 eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *env,
                        eng_error *e);
@@ -287,7 +288,7 @@ void eng_mqtt_free(eng_mqtt *mq);
 
 /* }====== */
 
-/* {====== services shared with actions, and the REST API (admin.c) */
+/* {====== the service's parts, what they lend actions (host.c), and the REST API (admin.c) */
 
 typedef struct act_dlq act_dlq;
 
