@@ -15,6 +15,11 @@
  * dead-letter store). Nothing is dropped silently: a full queue also sends the overflow down the
  * failure path, and every outcome is counted.
  *
+ * The engine is reached only through engine/engine.h: the incoming message, and the host
+ * interface (eng_host: publish, count, log, the settings actions need) each instance gets in
+ * act_config. What an action may touch is declared by its option table and checked in open():
+ * see README.md, "What a rule may make sluice do".
+ *
  * Ownership: act_config, act_msg and everything they point to are borrowed for the call.
  * An instance belongs to its rule and is closed after its pipeline has drained.
  * Thread: open/templates/close on the admin thread (close may also run on whichever thread
@@ -209,7 +214,7 @@ void act_count(const eng_host *h, eng_counter c, uint64_t n);
 
 /* The compiled-in action types (actions/registry.c, from actions/actions.def). */
 const act_vtable *act_lookup(const char *name);
-/* The i-th compiled-in type (0-based), or NULL past the last. */
+/* The i-th compiled-in type (0-based), or NULL past the last. Thread: any. */
 const act_vtable *act_nth(size_t i);
 /* "republish, kafka, ..." for error messages (static). */
 const char *act_names(void);
@@ -227,7 +232,8 @@ int act_path_beneath(const char *dir, const char *path, char *out, size_t cap, c
  * of its longest existing prefix resolved; the rest stays as written. 0, or -1 when it does
  * not fit out[0..cap) or nothing of it resolves. Thread: any. */
 int act_path_absolute(const char *path, char *out, size_t cap);
-/* 1 when the absolute path is dir or beneath it (both as act_path_absolute() writes them). */
+/* 1 when the absolute path is dir or beneath it (both as act_path_absolute() writes them).
+ * Thread: any. */
 int act_path_within(const char *path, const char *dir);
 
 /* }====== */
