@@ -15,6 +15,11 @@
  * dead-letter store). Nothing is dropped silently: a full queue also sends the overflow down the
  * failure path, and every outcome is counted.
  *
+ * The engine is reached only through engine/engine.h: the incoming message, and the host
+ * interface (eng_host: publish, count, log, the settings actions need) each instance gets in
+ * act_config. What an action may touch is declared by its option table and checked in open():
+ * see README.md, "What a rule may make sluice do".
+ *
  * Ownership: act_config, act_msg and everything they point to are borrowed for the call.
  * An instance belongs to its rule and is closed after its pipeline has drained.
  * Thread: open/templates/close on the admin thread (close may also run on whichever thread
@@ -30,18 +35,22 @@
 
 #include <cjson/cJSON.h>
 
-#include "engine_int.h"
+#include "../engine/engine.h"
+
+typedef struct act_instance act_instance;
+typedef struct act_vtable act_vtable;
 
 /* Version 2 replaced v1's one-message deliver() by the batched, lane-aware one and added
- * format(); v1 never left the tree (actions are compiled in), so nothing depended on it. */
-#define ACT_VTABLE_VERSION 2
+ * format(); v1 never left the tree (actions are compiled in), so nothing depended on it.
+ * Version 3 appended description and options. */
+#define ACT_VTABLE_VERSION 3
 
 typedef enum act_result { ACT_OK = 0, ACT_RETRY = 1, ACT_FAIL = 2 } act_result;
 
 typedef struct act_config {
     const cJSON *params;   /* the action's object, e.g. {"topic": "...", "qos": 1} */
     const char *rule_name;
-    eng_env *env;
+    const eng_host *host;  /* what the instance may use; outlives the instance */
 } act_config;
 
 /* One message as an action sees it. */
@@ -57,11 +66,91 @@ typedef struct act_msg {
     const eng_msg *in;          /* the incoming message (topic, original payload, hops...) */
 } act_msg;
 
+/* {====== option tables (options.c)
+ *
+ * Each action declares its parameters as a table (Fluent Bit's config_map): key, type,
+ * whether it is required, default, limits and help. One parser validates a parameters object
+ * against the table and fills the action's own options struct through offsetof targets; the
+ * same table is the JSON schema GET /actions/{type}/schema returns. Unknown and duplicate keys
+ * are refused, and every error is an InvalidRequestException naming the field by its path
+ * ("kafka action: \"headers[2].key\" must be a string"). Strings the parser stores are
+ * borrowed from the parsed JSON: open() copies what the instance keeps. */
+
+typedef enum act_opt_type {
+    ACT_OPT_STRING,    /* const char *: literal text; length in [min, max] (max 0: any) */
+    ACT_OPT_TEMPLATE,  /* const char *: a substitution template, `${expr}` allowed; length
+                          as STRING */
+    ACT_OPT_INT,       /* int: an integral number in [min, max] */
+    ACT_OPT_BOOL,      /* int: 0 or 1; def -1 leaves -1 when absent */
+    ACT_OPT_ENUM,      /* int: index into choices; def -1 leaves -1 when absent */
+    ACT_OPT_OBJECT,    /* a nested table, parsed into the struct at offset */
+    ACT_OPT_LIST,      /* an array of at most max objects of table sub, element i parsed into
+                          the struct at offset + i * elem_size; the count (size_t) goes to
+                          count_offset */
+    ACT_OPT_MAP,       /* const cJSON *: an object of at most max string, number or boolean
+                          values, each at most 16 KiB (the action checks the names) */
+    ACT_OPT_IGNORED,   /* a string accepted for AWS compatibility and not used */
+    ACT_OPT_REFUSED    /* a key AWS knows that sluice refuses; help says why */
+} act_opt_type;
+
+typedef struct act_option act_option;
+struct act_option {
+    const char *key;             /* NULL ends the table */
+    act_opt_type type;
+    int required;
+    size_t offset;               /* offsetof() the target in the options struct */
+    long long min, max;          /* see act_opt_type */
+    long long def;               /* INT, BOOL, ENUM: the value when absent */
+    const char *def_str;         /* STRING, TEMPLATE: the value when absent (may be NULL) */
+    const char *const *choices;  /* ENUM: NULL-terminated */
+    const act_option *sub;       /* OBJECT, LIST: the members */
+    size_t elem_size;            /* LIST */
+    size_t count_offset;         /* LIST */
+    const char *help;
+};
+
+/* The usual list element: a {"key": ..., "value": ...} pair of templates, and its table
+ * (key: 1 to 1024 bytes, value: at most 8192). */
+typedef struct act_kv {
+    const char *key, *value;
+} act_kv;
+extern const act_option act_kv_options[];
+
+#define ACT_MAP_MAX_VALUE 16384
+
+/* Validates params against table t and fills *out (zeroed by the caller) with the values and
+ * the defaults. action names the type in messages. Returns 0, or -1 with e set (400,
+ * InvalidRequestException). Thread: any. */
+int act_options_parse(const char *action, const act_option *t, const cJSON *params, void *out,
+                      eng_error *e);
+
+/* The JSON schema of one action type: {"type", "awsName", "description", "options": [...]}
+ * (malloc'd), or NULL when no type has that name (or out of memory). With type NULL, every
+ * compiled-in type: {"actions": [...]}. Thread: any. */
+char *act_schema_json(const char *type);
+
+/* }====== */
+
 /* A growable byte buffer for format(). */
 typedef struct act_buf {
     char *p;
     size_t len, cap;
 } act_buf;
+
+/* {====== JSON the actions write (json.c); Thread: any */
+
+/* 1 when p[0..n) is exactly one JSON value (RFC 8259), whitespace around it allowed; nesting
+ * deeper than 512 counts as not JSON. No allocation. */
+int act_json_valid(const char *p, size_t n);
+/* 1 when p[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF). */
+int act_utf8_valid(const char *p, size_t n);
+/* Appends p[0..n) as a JSON string (quotes, backslashes and control characters escaped; other
+ * bytes as they are) to out, or with out NULL only counts; *len (may be NULL) gets its length.
+ * 0, or -1 on OOM. */
+int act_buf_put_json_string(act_buf *out, const char *p, size_t n, size_t *len);
+
+/* }====== */
 
 /* Appends n bytes (keeps a NUL after them); 0 or -1 on OOM. Thread: any. */
 int act_buf_put(act_buf *b, const void *s, size_t n);
@@ -112,13 +201,45 @@ struct act_vtable {
      * message in out. */
     int (*format)(act_instance *self, const act_msg *const *batch, size_t n, act_buf *out);
     void (*close)(act_instance *self);
-    /* version 2 ends here; append only and bump the version */
+    /* version 2 ends here */
+    const char *description;  /* one line for GET /actions: "Apache Kafka producer" */
+    const act_option *options;/* the parameters open() takes ({0}-terminated): validation
+                                 and GET /actions/{type}/schema */
+    /* version 3 ends here; append only and bump the version */
 };
+
+/* One log line through h's log callback (nothing when h or the callback is NULL).
+ * Thread: any. */
+void act_log(const eng_host *h, int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Adds n to counter c through h (nothing when h or the callback is NULL). Thread: any. */
+void act_count(const eng_host *h, eng_counter c, uint64_t n);
 
 /* The compiled-in action types (actions/registry.c, from actions/actions.def). */
 const act_vtable *act_lookup(const char *name);
+/* The i-th compiled-in type (0-based), or NULL past the last. Thread: any. */
+const act_vtable *act_nth(size_t i);
 /* "republish, kafka, ..." for error messages (static). */
 const char *act_names(void);
+
+/* {====== paths (paths.c): where a rule may point sluice */
+
+/* Resolves path (a relative one against dir) following every symlink and "..", and checks the
+ * result is dir itself or beneath it (dir resolved too). 0 with the resolved path in
+ * out[0..cap); or -1 with why[0..wcap) saying what is wrong (to follow the setting's name).
+ * An empty dir allows nothing. Thread: any. */
+int act_path_beneath(const char *dir, const char *path, char *out, size_t cap, char *why,
+                     size_t wcap);
+
+/* path made absolute (against the working directory), "." and ".." applied, and the symlinks
+ * of its longest existing prefix resolved; the rest stays as written. 0, or -1 when it does
+ * not fit out[0..cap) or nothing of it resolves. Thread: any. */
+int act_path_absolute(const char *path, char *out, size_t cap);
+/* 1 when the absolute path is dir or beneath it (both as act_path_absolute() writes them).
+ * Thread: any. */
+int act_path_within(const char *path, const char *dir);
+
+/* }====== */
 
 /* {====== retry policy (pipeline.c) */
 
@@ -141,7 +262,7 @@ int act_retry_delay_ms(const act_retry_policy *p, int k, uint64_t *seed);
 
 /* The substituted templates of one action for one fired message. The strings live in the
  * buffer and stay valid until the next act_render() on it. */
-#define ACT_MAX_FIELDS 64 /* rule.c caps templates per rule at 64 */
+#define ACT_MAX_FIELDS 256 /* templates per action (rule.c refuses more): HTTP's 100 headers */
 
 typedef struct act_fields {
     const char *f[ACT_MAX_FIELDS];
@@ -176,9 +297,7 @@ typedef struct act_owner {
     uint32_t err_tpl_base, err_ntpl;/* the error action's templates inside prog */
     int err_wants_nulls;
     act_dlq *dlq;                   /* the dead-letter store (outlives every pipe) */
-    const eng_config *cfg;          /* queue depth, retry policy */
-    eng_journal *journal;           /* records (rule, action) pairs done with a journaled
-                                       message that still has other work (NULL: none) */
+    const eng_host *host;           /* queue depth, retry policy, logs (outlives this pipe) */
 } act_owner;
 
 /* Delivery counters of one pipeline, for /metrics. */
@@ -243,9 +362,9 @@ typedef struct act_dlq_record {
 
 /* Opens (creating) <data_dir>/deadletter, loading the records already there. Bounded by
  * max_bytes and max_age_s: the oldest records are evicted (and counted) past either. NULL with
- * e set on failure. Thread: main. */
+ * e set on failure. host (borrowed, outlives the store) takes its logs. Thread: main. */
 act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_age_s,
-                      eng_error *e);
+                      const eng_host *host, eng_error *e);
 void act_dlq_close(act_dlq *d);
 
 /* Appends r durably (written and fdatasync'ed before it returns; concurrent appends share one

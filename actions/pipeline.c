@@ -205,11 +205,12 @@ static void item_error(item *it, const char *prefix, const char *msg) {
  * action that reports its own completion later (republish, on the broker's PUBACK) keeps the
  * message referenced until then, so a replay repeats it rather than skip it. */
 static void pair_done(act_pipe *p, const eng_msg *in) {
-    if (!p->o.journal || !in->seq || p->inst_inline_held ||
+    const eng_host *h = p->o.host;
+    if (!h || !h->pair_done || !in->seq || p->inst_inline_held ||
         atomic_load_explicit(&in->refs, memory_order_relaxed) <= 1)
         return;
-    eng_journal_pair_done(p->o.journal, in, p->rule_name,
-                          p->o.rule_revision ? *p->o.rule_revision : 0, p->o.index);
+    h->pair_done(h->ud, in, p->rule_name, p->o.rule_revision ? *p->o.rule_revision : 0,
+                 p->o.index);
 }
 
 /* {====== the failure path */
@@ -292,14 +293,14 @@ static void dead_letter(act_pipe *p, item *orig, const item *also) {
                         .attempts = orig->attempts + (also ? also->attempts : 0)};
     uint64_t id = 0;
     if (!p->o.dlq || act_dlq_append(p->o.dlq, &r, &id) != 0) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_DLQ_WRITE], 1);
-        eng_log(ENG_LOG_ERROR, "deadletter.write_failed",
+        act_count(p->o.host, ENG_COUNT_DROP_DLQ_WRITE, 1);
+        act_log(p->o.host, ENG_LOG_ERROR, "deadletter.write_failed",
                 "rule %s, %s action, topic %s: message lost: the dead-letter store refused it",
                 home->rule_name, home->vt->name, orig->in->topic);
         return;
     }
     pair_done(home, orig->in);
-    eng_log(ENG_LOG_WARN, "deadletter.stored", "rule %s, %s action, topic %s: dead letter %llu: %s",
+    act_log(p->o.host, ENG_LOG_WARN, "deadletter.stored", "rule %s, %s action, topic %s: dead letter %llu: %s",
             home->rule_name, home->vt->name, orig->in->topic, (unsigned long long)id,
             n ? errs[n - 1] : "");
     if (orig->redrive_id)
@@ -323,7 +324,7 @@ static int to_error_action(act_pipe *p, item *it) {
         sql_message sm;
         sql_output out;
         char err[256];
-        eng_msg_sql(it->in, p->rule_name, p->o.cfg ? p->o.cfg->account_id : NULL, &sm);
+        eng_msg_sql(it->in, p->rule_name, p->o.host ? p->o.host->account_id : NULL, &sm);
         ok = x && sql_exec_run_matched(x, p->o.prog, &sm, &out) == SQL_FIRED &&
              act_render(x, p->o.err_tpl_base, p->o.err_ntpl, p->o.err_wants_nulls, &fs, err,
                         sizeof err) == 0;
@@ -372,7 +373,7 @@ static void fail_item(act_pipe *p, item *it) {
         item_free(it);
         return;
     }
-    eng_log(ENG_LOG_WARN, "action.failed", "rule %s, %s action, topic %s: %s", p->rule_name,
+    act_log(p->o.host, ENG_LOG_WARN, "action.failed", "rule %s, %s action, topic %s: %s", p->rule_name,
             p->vt->name, it->in->topic, it->nerrs ? it->errs[it->nerrs - 1] : "");
     if (!it->redrive_id && p->o.error_pipe && to_error_action(p, it) == 0)
         return;
@@ -395,7 +396,8 @@ static int start_lane(lane *l) {
     int rc = pthread_create(&l->th, &a, lane_main, l);
     pthread_attr_destroy(&a);
     if (rc != 0) {
-        eng_log(ENG_LOG_ERROR, "action.thread", "cannot start a delivery thread: %s",
+        act_log(l->p->o.host, ENG_LOG_ERROR, "action.thread",
+                "cannot start a delivery thread: %s",
                 strerror(rc));
         return -1;
     }
@@ -502,8 +504,8 @@ int act_pipe_submit(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
         return 0;
     item *it = item_new(p, in, payload, plen, fs);
     if (!it) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_DLQ_WRITE], 1);
-        eng_log(ENG_LOG_ERROR, "action.oom", "rule %s, %s action, topic %s: out of memory",
+        act_count(p->o.host, ENG_COUNT_DROP_DLQ_WRITE, 1);
+        act_log(p->o.host, ENG_LOG_ERROR, "action.oom", "rule %s, %s action, topic %s: out of memory",
                 p->rule_name, p->vt->name, in->topic);
         return 1;
     }
@@ -527,8 +529,8 @@ void act_pipe_reject(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
     }
     item *it = item_new(p, in, payload, plen, &fs);
     if (!it) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_DLQ_WRITE], 1);
-        eng_log(ENG_LOG_ERROR, "action.oom", "rule %s, %s action, topic %s: out of memory",
+        act_count(p->o.host, ENG_COUNT_DROP_DLQ_WRITE, 1);
+        act_log(p->o.host, ENG_LOG_ERROR, "action.oom", "rule %s, %s action, topic %s: out of memory",
                 p->rule_name, p->vt->name, in->topic);
         return;
     }
@@ -657,7 +659,7 @@ static void *lane_main(void *arg) {
     item **batch = malloc(maxb * sizeof *batch);
     const act_msg **msgs = malloc(maxb * sizeof *msgs);
     if (!batch || !msgs) {
-        eng_log(ENG_LOG_ERROR, "action.oom", "cannot start a delivery lane");
+        act_log(p->o.host, ENG_LOG_ERROR, "action.oom", "cannot start a delivery lane");
         maxb = 0;
     }
     for (;;) {
@@ -730,10 +732,10 @@ act_pipe *act_pipe_new_take(act_instance *inst, const act_owner *o, eng_error *e
     p->o = *o;
     snprintf(p->rule_name, sizeof p->rule_name, "%s", o->rule_name ? o->rule_name : "");
     p->o.rule_name = p->rule_name;
-    const eng_config *c = o->cfg;
-    p->retry = (act_retry_policy){c ? c->retry_attempts : 8, c ? c->retry_base_ms : 100,
-                                  c ? c->retry_max_ms : 10000, c ? c->retry_total_ms : 60000};
-    p->cap = c && c->action_queue_depth > 0 ? (size_t)c->action_queue_depth : 10000;
+    const eng_host *h = o->host;
+    p->retry = (act_retry_policy){h ? h->retry_attempts : 8, h ? h->retry_base_ms : 100,
+                                  h ? h->retry_max_ms : 10000, h ? h->retry_total_ms : 60000};
+    p->cap = h && h->queue_depth > 0 ? (size_t)h->queue_depth : 10000;
     p->nlanes = inst->lanes > 0 ? inst->lanes : 1;
     p->lanes = calloc((size_t)p->nlanes, sizeof *p->lanes);
     if (!p->lanes)

@@ -23,6 +23,10 @@ const act_vtable *act_lookup(const char *name) {
     return NULL;
 }
 
+const act_vtable *act_nth(size_t i) {
+    return i < sizeof table / sizeof table[0] ? table[i] : NULL;
+}
+
 const char *act_names(void) {
     static const char names[] =
 #define ACTION(name) ", " #name

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "action.h"
+#include "engine_int.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -371,12 +372,16 @@ int main(int argc, char **argv) {
     }
     have_tmp = 1;
     snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", tmp);
-    if (!(dlq = act_dlq_open(tmp, cfg.dlq_max_bytes, cfg.dlq_max_age_s, &e))) {
+    /* a file action writes beneath /tmp (actions.sh's work dir is there) */
+    snprintf(cfg.file_base_dir, sizeof cfg.file_base_dir, "/tmp");
+    eng_env env = {.cfg = &cfg};
+    if (!(dlq = act_dlq_open(tmp, cfg.dlq_max_bytes, cfg.dlq_max_age_s, eng_env_host(&env),
+                             &e))) {
         fprintf(stderr, "bench_actions: dead-letter store: %s\n", e.message);
         goto out;
     }
-    eng_env env = {.cfg = &cfg, .dlq = dlq};
-    act_config ac = {.params = spec->child, .rule_name = "bench", .env = &env};
+    env.dlq = dlq;
+    act_config ac = {.params = spec->child, .rule_name = "bench", .host = eng_env_host(&env)};
     if (vt->open(&ac, &inst, &e) != 0) {
         fprintf(stderr, "bench_actions: %s: %s: %s\n", type, e.type ? e.type : "error",
                 e.message);
@@ -394,7 +399,7 @@ int main(int argc, char **argv) {
     size_t max_batch = inst->max_batch ? inst->max_batch : 1;
     uint64_t revision = 1;
     act_owner owner = {.rule_name = "bench", .rule_revision = &revision, .index = 0,
-                       .dlq = dlq, .cfg = &cfg};
+                       .dlq = dlq, .host = eng_env_host(&env)};
     if (!(pipe = act_pipe_new_take(inst, &owner, &e))) { /* closes inst on failure */
         fprintf(stderr, "bench_actions: pipeline: %s\n", e.message);
         goto out;

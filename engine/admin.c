@@ -12,6 +12,7 @@
  *   GET    /deadletter?rule=&since=&limit=&nextToken=     list dead letters (extension)
  *   POST   /deadletter/redrive      body {"rule"} or {"ids"}: re-send through the failed action
  *   DELETE /deadletter?rule=        purge
+ *   GET    /actions                 every action type's options; /actions/{type}/schema: one
  *   GET    /metrics  /healthz  /readyz
  *
  * Errors have AWS's shape (status, x-amzn-ErrorType header, {"message"}), which is what the AWS
@@ -541,6 +542,22 @@ static enum MHD_Result route(eng_env *env, struct MHD_Connection *c, const char 
     }
     if (!strncmp(url, "/deadletter", 11))
         return deadletter(env, c, url, method, q);
+    if (!strcmp(url, "/actions") || !strncmp(url, "/actions/", 9)) {
+        /* GET /actions: every action type's option table; GET /actions/{type}/schema: one */
+        const char *rest = url[8] ? url + 9 : "";
+        size_t n = strcspn(rest, "/");
+        char type[64];
+        if (strcmp(method, "GET"))
+            return fail(c, 405, "InvalidRequestException", "use GET");
+        if (*rest && (n >= sizeof type || strcmp(rest + n, "/schema")))
+            return fail(c, 404, "ResourceNotFoundException", "no such route");
+        snprintf(type, sizeof type, "%.*s", (int)n, rest);
+        char *js = act_schema_json(*type ? type : NULL);
+        enum MHD_Result rc = js ? reply_json(c, 200, js)
+                                : fail(c, 404, "ResourceNotFoundException", "no such action type");
+        free(js);
+        return rc;
+    }
     return fail(c, 404, "ResourceNotFoundException", "no such route");
 }
 

@@ -71,6 +71,15 @@ static int set_int(int *dst, const cJSON *v, const char *key, int min, int max, 
     return 0;
 }
 
+static int set_bool(int *dst, const cJSON *v, const char *key, char *err, size_t ecap) {
+    if (!cJSON_IsBool(v)) {
+        snprintf(err, ecap, "config: \"%s\" must be true or false", key);
+        return -1;
+    }
+    *dst = cJSON_IsTrue(v);
+    return 0;
+}
+
 static int mqtt_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
     const cJSON *v;
     cJSON_ArrayForEach(v, m) {
@@ -183,12 +192,36 @@ static int http_action_section(eng_config *c, const cJSON *m, char *err, size_t 
         else if (!strcmp(k, "connectTimeoutMs"))
             rc = set_int(&c->http_connect_timeout_ms, v, "actions.http.connectTimeoutMs", 1,
                          600000, err, cap);
+        else if (!strcmp(k, "allowLinkLocal"))
+            rc = set_bool(&c->http_allow_link_local, v, "actions.http.allowLinkLocal", err,
+                          cap);
         else {
             snprintf(err, cap, "config: unknown key \"actions.http.%s\"", k);
             return -1;
         }
         if (rc)
             return -1;
+    }
+    return 0;
+}
+
+/* A section {"<key>": "/absolute/dir"} of one directory (actions.file, actions.kafka). */
+static int one_path(char *dst, size_t cap, const cJSON *m, const char *key, const char *section,
+                    char *err, size_t ecap) {
+    char full[128];
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        snprintf(full, sizeof full, "%s.%s", section, v->string);
+        if (strcmp(v->string, key)) {
+            snprintf(err, ecap, "config: unknown key \"%s\"", full);
+            return -1;
+        }
+        if (set_str(dst, cap, v, full, err, ecap))
+            return -1;
+        if (dst[0] != '/') {
+            snprintf(err, ecap, "config: \"%s\" must be an absolute directory path", full);
+            return -1;
+        }
     }
     return 0;
 }
@@ -204,6 +237,12 @@ static int actions_section(eng_config *c, const cJSON *m, char *err, size_t cap)
             rc = retry_section(c, v, err, cap);
         else if (!strcmp(k, "http") && cJSON_IsObject(v))
             rc = http_action_section(c, v, err, cap);
+        else if (!strcmp(k, "file") && cJSON_IsObject(v))
+            rc = one_path(c->file_base_dir, sizeof c->file_base_dir, v, "baseDir",
+                          "actions.file", err, cap);
+        else if (!strcmp(k, "kafka") && cJSON_IsObject(v))
+            rc = one_path(c->cert_dir, sizeof c->cert_dir, v, "certDir", "actions.kafka", err,
+                          cap);
         else {
             snprintf(err, cap, "config: unknown key \"actions.%s\"", k);
             return -1;

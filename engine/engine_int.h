@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "sql.h"
 
 /* {====== topic index (topic_index.c) */
@@ -49,8 +50,6 @@ size_t eng_topic_index_nodes(const eng_topic_index *ix);
 /* }====== */
 
 /* {====== logging (log.c): JSON lines on stderr */
-
-enum { ENG_LOG_DEBUG, ENG_LOG_INFO, ENG_LOG_WARN, ENG_LOG_ERROR };
 
 /* "debug"/"info"/"warn"/"error" -> ENG_LOG_*, -1 otherwise. Thread: any. */
 int eng_log_level_parse(const char *s);
@@ -96,6 +95,10 @@ typedef struct eng_config {
     char http_allowed_hosts[1024]; /* comma-separated host names; empty: any host */
     int http_timeout_ms;      /* whole request, default 3000 (AWS's HTTP action timeout) */
     int http_connect_timeout_ms; /* default 3000 */
+    int http_allow_link_local; /* actions.http.allowLinkLocal: 169.254/16, fe80::/10 (default 0) */
+    char file_base_dir[512];  /* actions.file.baseDir; empty: <data_dir>/out */
+    char cert_dir[512];       /* actions.kafka.certDir: where file-naming Kafka and PostgreSQL
+                                 settings may point; empty: nowhere */
     long long dlq_max_bytes;  /* dead-letter store bound, default 1 GiB */
     long long dlq_max_age_s;  /* records older than this are evicted, default 7 days */
 } eng_config;
@@ -106,7 +109,8 @@ void eng_config_defaults(eng_config *c);
  * "caFile", "certFile", "keyFile", "version", "sharedGroup", "keepalive"}, "http": {"addr"},
  * "dataDir", "workers", "queueDepth", "adminToken", "logLevel", "republishMaxHops",
  * "accountId", "region", "actions": {"queueDepth", "retry": {"attempts", "baseMs", "maxMs",
- * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs"}},
+ * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs",
+ * "allowLinkLocal"}, "file": {"baseDir"}, "kafka": {"certDir"}},
  * "deadLetter": {"maxBytes", "maxAgeSeconds"}). Unknown keys are an error (typos must not pass silently). Returns 0
  * or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
@@ -125,7 +129,6 @@ int eng_instance_load(eng_config *c, char *err, size_t cap);
 
 /* {====== metrics (metrics.c): counters read by GET /metrics */
 
-enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_COUNT_ };
 /* ENG_DROP_DLQ_WRITE: a message that failed and could not be written to the dead-letter store
  * either (disk full): the one way a message can be lost, so it is counted and logged. */
 enum { ENG_DROP_QUEUE_FULL, ENG_DROP_LOOP, ENG_DROP_TOO_LARGE, ENG_DROP_DLQ_WRITE,
@@ -147,92 +150,16 @@ void eng_metrics_observe_eval(uint64_t ns);
 
 /* }====== */
 
-/* {====== errors returned to the REST API (AWS's error shapes) */
-
-typedef struct eng_error {
-    int status;        /* HTTP status: 400, 401, 404, 409, 413, 500, 503 */
-    const char *type;  /* x-amzn-ErrorType: "SqlParseException", "InvalidRequestException",
-                          "ResourceAlreadyExistsException", "ResourceNotFoundException",
-                          "UnauthorizedException", "InternalException", "ServiceUnavailableException" */
-    char message[512];
-    sql_diag diag;     /* SqlParseException: code, offset, len, line, column */
-    int has_diag;
-} eng_error;
-
-/* Fills e and returns -1. Thread: any. */
-int eng_error_set(eng_error *e, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* }====== */
-
-/* {====== incoming messages */
-
-typedef struct eng_msg eng_msg;
-
-/* Who is told when every rule's every action is done with a message, i.e. when its last
- * reference is released: the ingest journal retires the entry, the Kafka source stores the
- * offset. done() runs on whichever thread releases last and must not block for long. */
-typedef struct eng_origin {
-    void (*done)(void *ud, eng_msg *m);
-    void *ud;
-} eng_origin;
-
-/* A (rule, action) pair a journaled message was already delivered to before a crash: replay
- * skips it. */
-typedef struct eng_done_pair {
-    char *rule;
-    uint64_t revision;
-    int action;           /* index in the rule's actions */
-} eng_done_pair;
-
-struct eng_msg {
-    _Atomic int refs;     /* a worker and every action queue holding it */
-    char *topic;          /* NUL-terminated */
-    size_t topic_len;
-    void *payload;
-    size_t payload_len;
-    char *clientid;       /* NULL when unknown (see sql/README.md: what clientid() returns) */
-    char *principal;      /* MQTT 5 user property "principal"; NULL when absent */
-    int source;           /* ENG_SRC_* */
-    int qos;
-    int hops;             /* republish hop count carried in the "sluice-hops" user property */
-    int64_t received_ms;
-    char traceid[37];     /* this message's trace id (a UUID): traceid() for MQTT messages,
-                             cloudwatchTraceId in the error document, kept in dead letters */
-    sql_mqtt_props props; /* MQTT 5 properties; strings owned by the message */
-    sql_user_prop *user;  /* owned copy of props.user */
-    /* durability (engine/ingest/) */
-    eng_msg *next;        /* link in a worker queue or a source's batch (owned by that list) */
-    uint64_t seq;         /* journal sequence number; 0: not journaled */
-    uint64_t uuid_seed;   /* nonzero: newuuid() is derived from it and the rule (replays give
-                             the same UUIDs); 0: random */
-    uint64_t tag;         /* the origin's own (a Kafka partition's offset, ...) */
-    const eng_origin *origin; /* NULL: nobody to tell */
-    _Atomic int keep;     /* set when an outcome could not be made durable (a dead letter the
-                             store refused): the origin must not retire the message */
-    eng_done_pair *skip;  /* replay: pairs already done (owned) */
-    size_t nskip;
-};
+/* {====== incoming messages (the type and its reference count: engine.h) */
 
 /* Copies everything into one new message with one reference; NULL on OOM. Thread: any. */
 eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, size_t len,
                      const sql_mqtt_props *props, const char *clientid, int source);
-/* Reference counting: action queues keep the incoming message for the failure path (AWS's
- * error document carries the original payload). eng_msg_free() drops one reference; the last
- * one tells the origin (if any) and frees. NULL is a no-op. Thread: any. */
-eng_msg *eng_msg_retain(eng_msg *m);
-void eng_msg_free(eng_msg *m);
 /* Sets m's journal sequence number and derives what a replay must reproduce from it and the
  * instance id: the trace id and the newuuid() seed. Thread: owner of m. */
 void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance);
 /* 1 when (rule, revision, action) is in m's replay skip list. Thread: any. */
 int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action);
-/* FNV-1a of a topic: picks the worker, and the lane of each action, that a topic goes to (so
- * one topic keeps its order end to end). Thread: any. */
-uint32_t eng_topic_hash(const char *topic, size_t n);
-/* The SQL library's view of m, for rule rule_name (strings borrowed from m). Thread: any. */
-void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
-                 sql_message *out);
 
 /* }====== */
 
@@ -299,7 +226,7 @@ void eng_journal_stats_get(eng_journal *j, eng_journal_stats *out);
 
 typedef struct act_instance act_instance;
 typedef struct act_vtable act_vtable;
-typedef struct eng_env eng_env; /* services actions may use (engine.c) */
+typedef struct eng_env eng_env; /* the service's parts (below) */
 
 typedef struct act_pipe act_pipe;
 
@@ -328,8 +255,9 @@ typedef struct eng_rule {
 } eng_rule;
 
 /* Validates a topicRulePayload (AWS's limits: 1-10 actions, known action types, rule name
- * ^[a-zA-Z0-9_]{1,128}$, whole rule <= 256 KiB), compiles its SQL with every action's templates,
- * and opens its actions. Returns a rule with one reference, or NULL with e set
+ * ^[a-zA-Z0-9_]{1,128}$, whole rule <= 256 KiB; no key outside AWS's payload and no key twice
+ * in any object), compiles its SQL with every action's templates, and opens its actions with
+ * eng_env_host(env) (offline when env->offline). Returns a rule with one reference, or NULL with e set
  * (SqlParseException with line/column for SQL errors). Thread: admin. */
 eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *env,
                        eng_error *e);
@@ -473,7 +401,7 @@ void eng_mqtt_free(eng_mqtt *mq);
 
 /* }====== */
 
-/* {====== services shared with actions, and the REST API (admin.c) */
+/* {====== the service's parts, what they lend actions (host.c), and the REST API (admin.c) */
 
 typedef struct act_dlq act_dlq;
 
@@ -484,7 +412,15 @@ struct eng_env {
     eng_mqtt *mqtt;
     eng_workers *workers;
     eng_registry *registry;
+    int offline;            /* actions validate but never connect (the rule fuzzer) */
+    eng_host host;          /* what actions may use: see eng_env_host() */
 };
+
+/* The host interface env lends to actions (engine.h): env's action settings, and callbacks
+ * that publish through env->mqtt, count in the metrics and log. Filled from env->cfg (and
+ * env->offline) on the first call; env and env->cfg must outlive everything opened with it.
+ * Thread: any. */
+const eng_host *eng_env_host(eng_env *env);
 
 typedef struct eng_admin eng_admin;
 /* Serves the REST API of DESIGN.md on cfg->http_addr. Thread: main. */

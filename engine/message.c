@@ -1,10 +1,9 @@
 /*
- * message.c -- incoming messages (one allocation each, everything copied in) and the
- * REST API's error values.
+ * message.c -- incoming messages (one allocation each, everything copied in; their reference
+ * count and the REST API's error values are inline in engine.h).
  */
 #include "engine_int.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,53 +149,4 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
     m->received_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     make_traceid(m->traceid);
     return m;
-}
-
-eng_msg *eng_msg_retain(eng_msg *m) {
-    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-    return m;
-}
-
-void eng_msg_free(eng_msg *m) {
-    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    if (m->origin)
-        m->origin->done(m->origin->ud, m);
-    for (size_t i = 0; i < m->nskip; i++)
-        free(m->skip[i].rule);
-    free(m->skip);
-    free(m);
-}
-
-uint32_t eng_topic_hash(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
-                 sql_message *out) {
-    *out = (sql_message){.topic = m->topic,
-                         .topic_len = m->topic_len,
-                         .payload = m->payload,
-                         .payload_len = m->payload_len,
-                         .clientid = m->clientid,
-                         .principal = m->principal,
-                         .accountid = accountid,
-                         /* traceid() is Undefined for messages that did not come over MQTT */
-                         .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,
-                         .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
-                         .rule_name = rule_name,
-                         .props = &m->props};
-}
-
-int eng_error_set(eng_error *e, int status, const char *type, const char *fmt, ...) {
-    e->status = status;
-    e->type = type;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return -1;
 }

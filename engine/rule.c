@@ -19,7 +19,11 @@
 
 #define MAX_ACTIONS 10
 #define MAX_RULE_BYTES (256u * 1024u)
-#define MAX_TEMPLATES 64
+#define MAX_TEMPLATES 1024 /* per rule; each action has at most ACT_MAX_FIELDS */
+#define MAX_PATH 256
+
+static const char *const payload_keys[] = {"sql",          "description", "actions",
+                                           "errorAction",  "ruleDisabled", "awsIotSqlVersion"};
 
 static int valid_name(const char *name) {
     size_t n = strlen(name);
@@ -32,6 +36,62 @@ static int valid_name(const char *name) {
             return 0;
     }
     return 1;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Refuses a key given twice in any object of j (path: where j is, for the message). cJSON keeps
+ * every member of the text, duplicates included, but its lookups find the first: a check made
+ * on one copy while another is used is how a duplicate slips past validation, so none pass. */
+static int check_duplicates(const cJSON *j, char *path, size_t len, eng_error *e) {
+    if (cJSON_IsObject(j) && j->child && j->child->next) {
+        size_t n = (size_t)cJSON_GetArraySize(j), i = 0;
+        const char **keys = malloc(n * sizeof *keys);
+        if (!keys)
+            return eng_error_set(e, 500, "InternalException", "out of memory");
+        for (const cJSON *c = j->child; c; c = c->next)
+            keys[i++] = c->string;
+        qsort(keys, n, sizeof *keys, cmp_str);
+        for (i = 1; i < n && strcmp(keys[i - 1], keys[i]); i++) {
+        }
+        if (i < n)
+            eng_error_set(e, 400, "InvalidRequestException",
+                          "duplicate key \"%.100s\" in %s (keys must be unique)", keys[i],
+                          len ? path : "the rule payload");
+        free(keys);
+        if (i < n)
+            return -1;
+    }
+    size_t k = 0;
+    for (const cJSON *c = j->child; c && (cJSON_IsObject(j) || cJSON_IsArray(j)); c = c->next) {
+        int w = cJSON_IsObject(j) ? snprintf(path + len, MAX_PATH - len, "%s%.64s",
+                                             len ? "." : "", c->string)
+                                  : snprintf(path + len, MAX_PATH - len, "[%zu]", k++);
+        size_t nl = w > 0 && len + (size_t)w < MAX_PATH ? len + (size_t)w : len;
+        if (check_duplicates(c, path, nl, e))
+            return -1;
+        path[len] = '\0';
+    }
+    return 0;
+}
+
+/* The payload's own keys: AWS's topicRulePayload and nothing else. */
+static int check_payload_keys(const cJSON *root, eng_error *e) {
+    const size_t n = sizeof payload_keys / sizeof payload_keys[0];
+    for (const cJSON *c = root->child; c; c = c->next) {
+        size_t i = 0;
+        while (i < n && strcmp(c->string, payload_keys[i]))
+            i++;
+        if (i == n)
+            return eng_error_set(e, 400, "InvalidRequestException",
+                                 "unknown key \"%.100s\" in the rule payload (known: sql, "
+                                 "description, actions, errorAction, ruleDisabled, "
+                                 "awsIotSqlVersion)",
+                                 c->string);
+    }
+    return 0;
 }
 
 /* Opens one action object {"<type>": {params}}. */
@@ -49,7 +109,7 @@ static int open_action(const cJSON *obj, const char *rule, eng_env *env, eng_act
     if (!cJSON_IsObject(params))
         return eng_error_set(e, 400, "InvalidRequestException",
                              "action '%s' must be an object", params->string);
-    act_config cfg = {.params = params, .rule_name = rule, .env = env};
+    act_config cfg = {.params = params, .rule_name = rule, .host = eng_env_host(env)};
     act_instance *inst = NULL;
     if (vt->open(&cfg, &inst, e) != 0)
         return -1;
@@ -81,9 +141,8 @@ static int start_pipes(eng_rule *r, eng_env *env, eng_error *e) {
                    .rule_revision = &r->revision,
                    .index = -1,
                    .prog = r->prog,
-                   .dlq = env ? env->dlq : NULL,
-                   .cfg = env ? env->cfg : NULL,
-                   .journal = env ? env->journal : NULL};
+                   .dlq = env->dlq,
+                   .host = eng_env_host(env)};
     if (ea->vt) {
         act_instance *inst = ea->inst;
         ea->inst = NULL;
@@ -154,6 +213,9 @@ eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *en
         eng_error_set(e, 400, "InvalidRequestException", "the body is not a JSON object");
         goto fail;
     }
+    char path[MAX_PATH] = "";
+    if (check_duplicates(root, path, 0, e) || check_payload_keys(root, e))
+        goto fail;
     const cJSON *sql = cJSON_GetObjectItemCaseSensitive(root, "sql");
     const cJSON *desc = cJSON_GetObjectItemCaseSensitive(root, "description");
     const cJSON *acts = cJSON_GetObjectItemCaseSensitive(root, "actions");
@@ -211,8 +273,11 @@ eng_rule *eng_rule_new(const char *name, const char *json, size_t n, eng_env *en
             continue;
         const char *const *t;
         size_t k = a->vt->templates(a->inst, &t);
-        if (ntpl + k > MAX_TEMPLATES) {
-            eng_error_set(e, 400, "InvalidRequestException", "too many substitution templates");
+        if (k > ACT_MAX_FIELDS || ntpl + k > MAX_TEMPLATES) {
+            eng_error_set(e, 400, "InvalidRequestException",
+                          "too many substitution templates: the %s action has %zu (at most %d "
+                          "per action, %d per rule)",
+                          a->vt->name, k, ACT_MAX_FIELDS, MAX_TEMPLATES);
             goto fail;
         }
         a->tpl_base = (uint32_t)ntpl;

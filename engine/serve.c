@@ -70,7 +70,8 @@ int eng_serve_main(int argc, char **argv) {
     eng_error e;
     memset(&e, 0, sizeof e);
     eng_admin *admin = NULL;
-    env.dlq = act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s, &e);
+    env.dlq = act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
+                           eng_env_host(&env), &e);
     if (!env.dlq) {
         eng_log(ENG_LOG_ERROR, "deadletter.open", "%s", e.message);
         fprintf(stderr, "sluice serve: %s\n", e.message);

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ struct act_dlq {
     int flushing;
     uint64_t live, total_bytes;
     uint64_t appended, evicted, resolved, write_errors;
+    const eng_host *host; /* logs */
 };
 
 static int64_t wall_ms(void) {
@@ -104,7 +106,8 @@ static segment *seg_add(act_dlq *d, uint64_t seq) {
     d->segs = s;
     char path[700];
     seg_path(d, seq, path, sizeof path);
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* dead letters carry message payloads: the service's user alone reads them */
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return NULL;
     struct stat st;
@@ -604,9 +607,9 @@ static int load_segment(act_dlq *d, uint64_t seq, eng_error *e) {
     while (off < s->bytes) {
         char *nl = memchr(buf + off, '\n', s->bytes - off);
         if (!nl) { /* torn write: drop the partial line */
-            eng_log(ENG_LOG_WARN, "deadletter.torn", "segment %llx: cutting %llu bytes of a "
-                    "partial record", (unsigned long long)seq,
-                    (unsigned long long)(s->bytes - off));
+            act_log(d->host, ENG_LOG_WARN, "deadletter.torn",
+                    "segment %llx: cutting %llu bytes of a partial record",
+                    (unsigned long long)seq, (unsigned long long)(s->bytes - off));
             if (ftruncate(s->fd, (off_t)off) != 0)
                 break;
             s->bytes = off;
@@ -643,8 +646,9 @@ static int load_segment(act_dlq *d, uint64_t seq, eng_error *e) {
                 free(en.rule);
             }
         } else {
-            eng_log(ENG_LOG_WARN, "deadletter.corrupt", "segment %llx offset %llu: skipping an "
-                    "unreadable line", (unsigned long long)seq, (unsigned long long)off);
+            act_log(d->host, ENG_LOG_WARN, "deadletter.corrupt",
+                    "segment %llx offset %llu: skipping an unreadable line",
+                    (unsigned long long)seq, (unsigned long long)off);
         }
         cJSON_Delete(o);
         off += len;
@@ -655,7 +659,7 @@ static int load_segment(act_dlq *d, uint64_t seq, eng_error *e) {
 }
 
 act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_age_s,
-                      eng_error *e) {
+                      const eng_host *host, eng_error *e) {
     act_dlq *d = calloc(1, sizeof *d);
     uint64_t *seqs = NULL;
     size_t nseq = 0, cap = 0;
@@ -666,6 +670,7 @@ act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_a
     }
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
+    d->host = host;
     d->max_bytes = max_bytes;
     d->max_age_s = max_age_s;
     d->seg_max = (uint64_t)max_bytes / 4;
@@ -676,7 +681,7 @@ act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_a
     d->next_id = 1;
     mkdir(data_dir, 0750);
     snprintf(d->dir, sizeof d->dir, "%s/deadletter", data_dir);
-    if (mkdir(d->dir, 0750) != 0 && errno != EEXIST) {
+    if (mkdir(d->dir, 0700) != 0 && errno != EEXIST) {
         eng_error_set(e, 500, "InternalException", "cannot create %s: %s", d->dir,
                       strerror(errno));
         goto fail;

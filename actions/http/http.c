@@ -10,7 +10,13 @@
  * The URL and every header key and value are substitution templates. open() checks what is
  * literal (scheme, host against the service's allow-list, header names); the rest is checked
  * per message after substitution (http_batch.c), and a message that fails a check fails
- * permanently without any I/O. "auth" (SigV4 signing with an IAM role) is refused: there is no
+ * permanently without any I/O. Where sluice may be aimed: a host that comes from a template
+ * needs actions.http.allowedHosts (else a device picks the destination), and link-local and
+ * metadata addresses (169.254.0.0/16, fe80::/10, ...) are refused unless
+ * actions.http.allowLinkLocal: as URL literals at open() or per message, and for names at
+ * connect time, on the address curl is about to connect to (open_socket), so a DNS answer
+ * cannot lead elsewhere than what was checked. Environment proxies are not used for the same
+ * reason. "auth" (SigV4 signing with an IAM role) is refused: there is no
  * AWS credential chain here, and silently sending unsigned requests would be worse.
  * confirmationUrl is accepted for AWS compatibility and unused (no destination confirmation).
  *
@@ -25,11 +31,13 @@
 #include "http_int.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define ERR(e, ...) eng_error_set(e, 400, "InvalidRequestException", "http action: " __VA_ARGS__)
 
@@ -54,8 +62,19 @@ static int literal_prefix(const char *t, char *out, size_t cap) {
     return 1;
 }
 
+/* A URL whose host (or scheme, port or user info) comes from a substitution: a device's
+ * payload could aim it anywhere, so it needs an allow-list to be checked against per
+ * message. */
+static int templated_host(const act_http *h, eng_error *e) {
+    if (h->allowed[0])
+        return 0;
+    return ERR(e, "\"url\" takes its host from a substitution template, so the hosts it may "
+                  "reach must be listed in actions.http.allowedHosts (none are)");
+}
+
 /* Checks the parts of the URL template that cannot change with the message: the scheme
- * when it is literal, and the host (allow-list) when the whole authority is literal. */
+ * when it is literal, and the host (allow-list, link-local) when the whole authority is
+ * literal; a host that can change needs an allow-list. */
 static int check_url_template(const act_http *h, const char *t, eng_error *e) {
     char pre[ACT_HTTP_MAX_URL + 1];
     int whole = literal_prefix(t, pre, sizeof pre);
@@ -63,19 +82,19 @@ static int check_url_template(const act_http *h, const char *t, eng_error *e) {
     while (isalnum((unsigned char)pre[i]) || pre[i] == '+' || pre[i] == '-' || pre[i] == '.')
         i++;
     if (pre[i] == '\0' && !whole)
-        return 0; /* the scheme comes from a substitution: checked per message */
+        return templated_host(h, e); /* the scheme comes from a substitution */
     if (pre[i] != ':' || !((i == 4 && !strncasecmp(pre, "http", 4)) ||
                            (i == 5 && !strncasecmp(pre, "https", 5))))
         return ERR(e, "\"url\" must start with http:// or https://");
     if (strncmp(pre + i, "://", 3)) {
         if (whole || strlen(pre + i) >= 3)
             return ERR(e, "\"url\" must start with http:// or https://");
-        return 0;
+        return templated_host(h, e);
     }
     const char *auth = pre + i + 3;
     size_t alen = strcspn(auth, "/?#");
     if (auth[alen] == '\0' && !whole)
-        return 0; /* the host (or its port, or user info) comes from a substitution */
+        return templated_host(h, e); /* the host, its port or user info is substituted */
     char url[ACT_HTTP_MAX_URL + 16], err[512];
     if (whole)
         snprintf(url, sizeof url, "%s", pre);
@@ -86,94 +105,76 @@ static int check_url_template(const act_http *h, const char *t, eng_error *e) {
     return 0;
 }
 
-static char *dup_tpl(const cJSON *v) { return strdup(v->valuestring); }
+typedef struct http_batch_opts {
+    int open_ms, size, bytes, across;
+} http_batch_opts;
 
-static int parse_headers(act_http *h, const cJSON *hs, eng_error *e) {
-    if (!cJSON_IsArray(hs))
-        return ERR(e, "\"headers\" must be an array of {\"key\", \"value\"} objects");
-    int n = cJSON_GetArraySize(hs);
-    if (n > ACT_HTTP_MAX_HEADERS)
-        return ERR(e, "at most %d headers are allowed (got %d)", ACT_HTTP_MAX_HEADERS, n);
-    const cJSON *x;
-    cJSON_ArrayForEach(x, hs) {
-        const cJSON *k = cJSON_GetObjectItemCaseSensitive(x, "key");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, "value");
-        if (!cJSON_IsObject(x) || !cJSON_IsString(k) || !cJSON_IsString(v))
-            return ERR(e, "each header must be an object with string \"key\" and \"value\"");
-        const cJSON *f;
-        cJSON_ArrayForEach(f, x) {
-            if (strcmp(f->string, "key") && strcmp(f->string, "value"))
-                return ERR(e, "unknown header parameter \"%s\"", f->string);
-        }
-        size_t kn = strlen(k->valuestring);
-        if (kn == 0 || kn > ACT_HTTP_MAX_KEY)
-            return ERR(e, "header keys must be 1 to %d bytes long", ACT_HTTP_MAX_KEY);
-        if (strlen(v->valuestring) > ACT_HTTP_MAX_VALUE)
-            return ERR(e, "header values must be at most %d bytes long", ACT_HTTP_MAX_VALUE);
-        if (!strstr(k->valuestring, "${")) {
+typedef struct http_opts {
+    const char *url;
+    act_kv headers[ACT_HTTP_MAX_HEADERS];
+    size_t nheaders;
+    int batching;               /* -1: not said */
+    http_batch_opts bc;
+} http_opts;
+
+static const act_option header_options[] = {
+    {.key = "key", .type = ACT_OPT_TEMPLATE, .required = 1, .offset = offsetof(act_kv, key),
+     .min = 1, .max = ACT_HTTP_MAX_KEY, .help = "the header's name"},
+    {.key = "value", .type = ACT_OPT_TEMPLATE, .required = 1, .offset = offsetof(act_kv, value),
+     .max = ACT_HTTP_MAX_VALUE, .help = "its value"},
+    {0},
+};
+
+/* AWS's valid ranges (API reference, BatchConfig) */
+#define BC(field) offsetof(http_batch_opts, field)
+static const act_option batch_options[] = {
+    {.key = "maxBatchOpenMs", .type = ACT_OPT_INT, .offset = BC(open_ms), .min = 5, .max = 200,
+     .def = ACT_HTTP_BATCH_OPEN_MS, .help = "how long a batch may wait to fill"},
+    {.key = "maxBatchSize", .type = ACT_OPT_INT, .offset = BC(size), .min = 2, .max = 10,
+     .def = ACT_HTTP_BATCH_SIZE, .help = "most messages per request"},
+    {.key = "maxBatchSizeBytes", .type = ACT_OPT_INT, .offset = BC(bytes), .min = 100,
+     .max = 131072, .def = ACT_HTTP_BATCH_BYTES, .help = "most body bytes per request"},
+    {.key = "batchAcrossTopics", .type = ACT_OPT_BOOL, .offset = BC(across), .def = 0,
+     .help = "batch messages of different topics together"},
+    {0},
+};
+#undef BC
+
+static const act_option http_options[] = {
+    {.key = "url", .type = ACT_OPT_TEMPLATE, .required = 1, .offset = offsetof(http_opts, url),
+     .min = 1, .max = ACT_HTTP_MAX_URL,
+     .help = "http:// or https:// URL; a host from a template must be in "
+             "actions.http.allowedHosts"},
+    {.key = "confirmationUrl", .type = ACT_OPT_IGNORED, .max = ACT_HTTP_MAX_URL,
+     .help = "AWS's destination confirmation; accepted and not used"},
+    {.key = "headers", .type = ACT_OPT_LIST, .offset = offsetof(http_opts, headers),
+     .max = ACT_HTTP_MAX_HEADERS, .sub = header_options, .elem_size = sizeof(act_kv),
+     .count_offset = offsetof(http_opts, nheaders), .help = "request headers, {key, value} pairs"},
+    {.key = "enableBatching", .type = ACT_OPT_BOOL, .offset = offsetof(http_opts, batching),
+     .def = -1, .help = "POST JSON arrays of outputs (default: true when batchConfig is given)"},
+    {.key = "batchConfig", .type = ACT_OPT_OBJECT, .offset = offsetof(http_opts, bc),
+     .sub = batch_options, .help = "AWS's BatchConfig"},
+    {.key = "auth", .type = ACT_OPT_REFUSED,
+     .help = "SigV4 request signing needs AWS credentials; pass credentials in \"headers\""},
+    {0},
+};
+
+static int check_headers(act_http *h, const http_opts *o, eng_error *e) {
+    for (size_t i = 0; i < o->nheaders; i++) {
+        const char *k = o->headers[i].key, *v = o->headers[i].value;
+        if (!strstr(k, "${")) {
             /* a literal key: its final text is known now (only $$ can still change) */
             char lit[ACT_HTTP_MAX_KEY + 1];
-            literal_prefix(k->valuestring, lit, sizeof lit);
+            literal_prefix(k, lit, sizeof lit);
             const char *why = act_http__bad_key(lit, strlen(lit));
             if (why)
-                return ERR(e, "header key \"%s\" %s", k->valuestring, why);
+                return ERR(e, "\"headers[%zu].key\" \"%s\" %s", i, k, why);
         }
-        if (!strstr(v->valuestring, "${") && strpbrk(v->valuestring, "\r\n"))
-            return ERR(e, "header \"%s\": the value contains CR or LF", k->valuestring);
-        if (!(h->tpl[h->ntpl++] = dup_tpl(k)) || !(h->tpl[h->ntpl++] = dup_tpl(v)))
+        if (!strstr(v, "${") && strpbrk(v, "\r\n"))
+            return ERR(e, "\"headers[%zu].value\" contains CR or LF", i);
+        if (!(h->tpl[h->ntpl++] = strdup(k)) || !(h->tpl[h->ntpl++] = strdup(v)))
             return eng_error_set(e, 500, "InternalException", "out of memory");
         h->nheaders++;
-    }
-    return 0;
-}
-
-/* An integer member of batchConfig in [lo, hi], or def when absent. */
-static int get_int(const cJSON *o, const char *name, int lo, int hi, int def, int *out,
-                   eng_error *e) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
-        v->valuedouble != (double)(int)v->valuedouble)
-        return ERR(e, "\"batchConfig.%s\" must be an integer from %d to %d", name, lo, hi);
-    *out = (int)v->valuedouble;
-    return 0;
-}
-
-static int parse_batching(act_http *h, const cJSON *params, eng_error *e) {
-    const cJSON *en = cJSON_GetObjectItemCaseSensitive(params, "enableBatching");
-    const cJSON *bc = cJSON_GetObjectItemCaseSensitive(params, "batchConfig");
-    if (en && !cJSON_IsBool(en))
-        return ERR(e, "\"enableBatching\" must be true or false");
-    if (bc && !cJSON_IsObject(bc))
-        return ERR(e, "\"batchConfig\" must be an object");
-    int open_ms = ACT_HTTP_BATCH_OPEN_MS, size = ACT_HTTP_BATCH_SIZE, bytes = ACT_HTTP_BATCH_BYTES;
-    if (bc) {
-        const cJSON *k;
-        cJSON_ArrayForEach(k, bc) {
-            if (strcmp(k->string, "maxBatchOpenMs") && strcmp(k->string, "maxBatchSize") &&
-                strcmp(k->string, "maxBatchSizeBytes") && strcmp(k->string, "batchAcrossTopics"))
-                return ERR(e, "unknown batchConfig parameter \"%s\"", k->string);
-        }
-        /* AWS's valid ranges (API reference, BatchConfig) */
-        if (get_int(bc, "maxBatchOpenMs", 5, 200, ACT_HTTP_BATCH_OPEN_MS, &open_ms, e) ||
-            get_int(bc, "maxBatchSize", 2, 10, ACT_HTTP_BATCH_SIZE, &size, e) ||
-            get_int(bc, "maxBatchSizeBytes", 100, 131072, ACT_HTTP_BATCH_BYTES, &bytes, e))
-            return -1;
-        const cJSON *across = cJSON_GetObjectItemCaseSensitive(bc, "batchAcrossTopics");
-        if (across && !cJSON_IsBool(across))
-            return ERR(e, "\"batchConfig.batchAcrossTopics\" must be true or false");
-        h->across_topics = cJSON_IsTrue(across);
-    }
-    /* batching is on when asked for, or when a batchConfig is given without saying; an
-     * explicit "enableBatching": false wins over a batchConfig */
-    h->batching = en ? cJSON_IsTrue(en) : bc != NULL;
-    if (h->batching) {
-        h->base.max_batch = (size_t)size;
-        h->base.max_batch_bytes = (size_t)bytes;
-        h->base.max_batch_open_ms = open_ms;
     }
     return 0;
 }
@@ -181,44 +182,33 @@ static int parse_batching(act_http *h, const cJSON *params, eng_error *e) {
 static void http_close(act_instance *self);
 
 static int http_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    const cJSON *p = cfg->params, *k;
+    http_opts o = {0};
     act_http *h = NULL;
-    if (!cJSON_IsObject(p))
-        return ERR(e, "parameters must be an object");
-    cJSON_ArrayForEach(k, p) {
-        if (!strcmp(k->string, "auth"))
-            return ERR(e, "\"auth\" (SigV4 request signing) is not supported; pass credentials "
-                          "in \"headers\" instead");
-        if (strcmp(k->string, "url") && strcmp(k->string, "confirmationUrl") &&
-            strcmp(k->string, "headers") && strcmp(k->string, "enableBatching") &&
-            strcmp(k->string, "batchConfig"))
-            return ERR(e, "unknown parameter \"%s\"", k->string);
-    }
-    const cJSON *url = cJSON_GetObjectItemCaseSensitive(p, "url");
-    const cJSON *conf = cJSON_GetObjectItemCaseSensitive(p, "confirmationUrl");
-    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(p, "headers");
-    if (!cJSON_IsString(url) || !url->valuestring[0])
-        return ERR(e, "\"url\" is required");
-    if (strlen(url->valuestring) > ACT_HTTP_MAX_URL)
-        return ERR(e, "\"url\" is longer than %d bytes", ACT_HTTP_MAX_URL);
-    if (conf && !cJSON_IsString(conf))
-        return ERR(e, "\"confirmationUrl\" must be a string");
-    size_t nh = cJSON_IsArray(hs) ? (size_t)cJSON_GetArraySize(hs) : 0;
-    if (!(h = calloc(1, sizeof *h)) ||
-        !(h->tpl = calloc(1 + 2 * (nh < ACT_HTTP_MAX_HEADERS ? nh : ACT_HTTP_MAX_HEADERS),
-                          sizeof *h->tpl)) ||
-        !(h->tpl[h->ntpl++] = dup_tpl(url)) ||
-        !(h->allowed = strdup(cfg->env->cfg->http_allowed_hosts))) {
+    if (act_options_parse("http", http_options, cfg->params, &o, e))
+        return -1;
+    if (!(h = calloc(1, sizeof *h)) || !(h->tpl = calloc(1 + 2 * o.nheaders, sizeof *h->tpl)) ||
+        !(h->tpl[h->ntpl++] = strdup(o.url)) ||
+        !(h->allowed = strdup(cfg->host->http_allowed_hosts))) {
         eng_error_set(e, 500, "InternalException", "out of memory");
         goto fail;
     }
-    h->timeout_ms = cfg->env->cfg->http_timeout_ms;
-    h->connect_timeout_ms = cfg->env->cfg->http_connect_timeout_ms;
+    h->timeout_ms = cfg->host->http_timeout_ms;
+    h->connect_timeout_ms = cfg->host->http_connect_timeout_ms;
+    h->allow_link_local = cfg->host->http_allow_link_local;
     h->base.lanes = ACT_HTTP_LANES;
-    snprintf(h->base.resource, sizeof h->base.resource, "%s", url->valuestring);
-    if (check_url_template(h, url->valuestring, e) != 0 ||
-        (hs && parse_headers(h, hs, e) != 0) || parse_batching(h, p, e) != 0)
+    snprintf(h->base.resource, sizeof h->base.resource, "%s", o.url);
+    if (check_url_template(h, o.url, e) != 0 || check_headers(h, &o, e) != 0)
         goto fail;
+    /* batching is on when asked for, or when a batchConfig is given without saying; an
+     * explicit "enableBatching": false wins over a batchConfig */
+    int has_bc = cJSON_GetObjectItemCaseSensitive(cfg->params, "batchConfig") != NULL;
+    h->batching = o.batching >= 0 ? o.batching : has_bc;
+    h->across_topics = o.bc.across;
+    if (h->batching) {
+        h->base.max_batch = (size_t)o.bc.size;
+        h->base.max_batch_bytes = (size_t)o.bc.bytes;
+        h->base.max_batch_open_ms = o.bc.open_ms;
+    }
     *out = &h->base;
     return 0;
 fail:
@@ -253,7 +243,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
-static CURL *lane_handle(act_http *h, act_http_lane *l) {
+/* Every connection curl opens goes through here, with the address it is about to connect to
+ * (after name resolution, and for each address it tries): a link-local or metadata address
+ * is refused even when an allowed name resolves to it (DNS rebinding). */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+    act_http_lane *l = ud;
+    if (act_http__addr_refused(l->owner, &a->addr, l->refused, sizeof l->refused))
+        return CURL_SOCKET_BAD;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+CURL *act_http__lane_handle(act_http *h, int lane) {
+    act_http_lane *l = &h->lanes[lane >= 0 && lane < ACT_HTTP_LANES ? lane : 0];
     if (l->h)
         return l->h;
     pthread_once(&curl_once, init_curl);
@@ -278,6 +279,12 @@ static CURL *lane_handle(act_http *h, act_http_lane *l) {
     curl_easy_setopt(c, CURLOPT_USERAGENT, "sluice");
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
+    /* connect where the checks looked: straight to the destination, never through a proxy
+     * from the environment (which would resolve and connect on our behalf) */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, l);
+    l->owner = h;
     l->h = c;
     return c;
 }
@@ -342,7 +349,7 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     const act_msg *m = batch[0];
     act_result res = ACT_RETRY;
     struct curl_slist *hdrs = NULL;
-    CURL *c = lane_handle(h, l);
+    CURL *c = act_http__lane_handle(h, (int)(l - h->lanes));
     if (!c) {
         snprintf(err, cap, "cannot initialize libcurl");
         goto out;
@@ -354,6 +361,7 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     }
     l->resp_len = 0;
     l->errbuf[0] = '\0';
+    l->refused[0] = '\0';
     curl_easy_setopt(c, CURLOPT_CURLU, u);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, l->body.p);
@@ -362,6 +370,11 @@ static act_result send_group(act_http *h, act_http_lane *l, const act_msg *const
     /* the handle outlives u and hdrs: drop its pointers to them */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(c, CURLOPT_CURLU, NULL);
+    if (rc != CURLE_OK && l->refused[0]) {
+        snprintf(err, cap, "POST %.300s refused: it resolves to %s", m->fields[0], l->refused);
+        res = ACT_FAIL; /* where a name leads is the operator's to change, not a retry's */
+        goto out;
+    }
     if (rc != CURLE_OK) {
         snprintf(err, cap, "POST %.300s failed: %s", m->fields[0],
                  l->errbuf[0] ? l->errbuf : curl_easy_strerror(rc));
@@ -431,4 +444,6 @@ const act_vtable act_http_vtable = {
     .deliver = http_deliver,
     .format = act_http__format,
     .close = http_close,
+    .description = "AWS's HTTP action: POST each output to a URL (libcurl)",
+    .options = http_options,
 };

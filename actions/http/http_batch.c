@@ -15,9 +15,14 @@
  * handle is what deliver() sends (CURLOPT_CURLU): the host checked against the allow-list is the
  * host connected to, with no second parser that could read "http://a@b/" differently.
  * Header keys and values are checked for CR/LF so a substituted value cannot inject headers.
+ * A host that is a link-local or metadata address literal is refused here; a name that
+ * resolves to one is refused where curl connects (http.c, open_socket), so a DNS answer that
+ * changes between the check and the connection changes nothing.
  */
 #include "http_int.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +91,77 @@ int act_http__host_allowed(const char *list, const char *host) {
     return 0;
 }
 
+/* {====== addresses no action may reach */
+
+static int v4_refused(const unsigned char *a, const char **what) {
+    if (a[0] == 169 && a[1] == 254)
+        *what = "link-local (169.254.0.0/16, cloud metadata services)";
+    else if (a[0] == 100 && a[1] == 100 && a[2] == 100 && a[3] == 200)
+        *what = "a cloud metadata address";
+    else
+        return 0;
+    return 1;
+}
+
+int act_http__addr_refused(const act_http *h, const struct sockaddr *sa, char *why, size_t cap) {
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char aws6[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0,
+                                           0,    0, 0,    0,    0, 0, 0x02, 0x54};
+    const char *what = NULL;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (h && h->allow_link_local)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        if (!v4_refused((const unsigned char *)&in->sin_addr, &what))
+            return 0;
+        inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const unsigned char *b = in6->sin6_addr.s6_addr;
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+            what = "link-local (fe80::/10)";
+        else if (!memcmp(b, aws6, 16))
+            what = "a cloud metadata address";
+        else if ((!memcmp(b, mapped, 12) || !memcmp(b, nat64, 12)) && v4_refused(b + 12, &what))
+            ;
+        else
+            return 0;
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+    } else {
+        return 0;
+    }
+    snprintf(why, cap, "%s, which is %s: refused unless actions.http.allowLinkLocal is set",
+             text, what);
+    return 1;
+}
+
+int act_http__host_refused(const act_http *h, const char *host, char *why, size_t cap) {
+    char lit[INET6_ADDRSTRLEN + 8];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    size_t zone = strcspn(host, "%"); /* fe80::1%25eth0: the zone is not part of the address */
+    if (zone < n)
+        n = zone;
+    if (n >= sizeof lit)
+        return 0;
+    memcpy(lit, host, n);
+    lit[n] = '\0';
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, lit, &in.sin_addr) == 1)
+        return act_http__addr_refused(h, (struct sockaddr *)&in, why, cap);
+    if (inet_pton(AF_INET6, lit, &in6.sin6_addr) == 1)
+        return act_http__addr_refused(h, (struct sockaddr *)&in6, why, cap);
+    return 0;
+}
+
+/* }====== */
+
 int act_http__check_url(const act_http *h, const char *url, size_t len, CURLU **out, char *err,
                         size_t cap) {
     int rc = -1;
@@ -116,6 +192,11 @@ int act_http__check_url(const act_http *h, const char *url, size_t len, CURLU **
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0]) {
         snprintf(err, cap, "the URL '%.200s' has no host", url);
+        goto out;
+    }
+    char why[256];
+    if (act_http__host_refused(h, host, why, sizeof why)) {
+        snprintf(err, cap, "host %s", why);
         goto out;
     }
     if (!act_http__host_allowed(h->allowed, host)) {
@@ -184,62 +265,12 @@ static int same_target(const act_http *h, const act_msg *a, const act_msg *b) {
            !memcmp(a->in->topic, b->in->topic, a->in->topic_len);
 }
 
-static int is_json(const char *p, size_t n) {
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(p, n, &end, 0);
-    if (!j)
-        return 0;
-    cJSON_Delete(j);
-    while (end < p + n && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    return end == p + n;
-}
-
-/* the JSON string of raw bytes: quotes, backslashes and control characters escaped */
-static int put_json_string(act_buf *out, const char *p, size_t n, size_t *len) {
-    static const char hex[] = "0123456789abcdef";
-    size_t total = 2;
-    if (out && act_buf_put(out, "\"", 1))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        char esc[7];
-        size_t en = 0;
-        if (c == '"' || c == '\\') {
-            esc[en++] = '\\';
-            esc[en++] = (char)c;
-        } else if (c < 0x20) {
-            const char *named = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                                : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-            if (named) {
-                memcpy(esc, named, 2);
-                en = 2;
-            } else {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                en = 6;
-            }
-        } else {
-            esc[en++] = (char)c;
-        }
-        total += en;
-        if (out && act_buf_put(out, esc, en))
-            return -1;
-    }
-    if (out && act_buf_put(out, "\"", 1))
-        return -1;
-    if (len)
-        *len = total;
-    return 0;
-}
-
 /* bytes m's payload takes as an element of a batch body */
 static size_t elem_len(const act_msg *m) {
-    if (is_json(m->payload, m->payload_len))
+    if (act_json_valid(m->payload, m->payload_len))
         return m->payload_len;
     size_t n = 0;
-    put_json_string(NULL, m->payload, m->payload_len, &n);
+    act_buf_put_json_string(NULL, m->payload, m->payload_len, &n);
     return n;
 }
 
@@ -269,9 +300,9 @@ int act_http__body(const act_http *h, const act_msg *const *batch, size_t n, act
         const act_msg *m = batch[i];
         if (i && act_buf_put(out, ",", 1))
             return -1;
-        int rc = is_json(m->payload, m->payload_len)
+        int rc = act_json_valid(m->payload, m->payload_len)
                      ? act_buf_put(out, m->payload, m->payload_len)
-                     : put_json_string(out, m->payload, m->payload_len, NULL);
+                     : act_buf_put_json_string(out, m->payload, m->payload_len, NULL);
         if (rc)
             return -1;
     }

@@ -29,15 +29,19 @@
 #define ACT_HTTP_BATCH_SIZE 10
 #define ACT_HTTP_BATCH_BYTES 5120
 
+typedef struct act_http act_http;
+
 typedef struct act_http_lane {
     CURL *h;                       /* created on first use, reused: keeps the connection */
+    const act_http *owner;
+    char refused[160];             /* set when open_socket() refused the address to connect to */
     act_buf body;                  /* the request body, reused from request to request */
     char resp[ACT_HTTP_SNIPPET + 1];
     size_t resp_len;
     char errbuf[CURL_ERROR_SIZE];
 } act_http_lane;
 
-typedef struct act_http {
+struct act_http {
     act_instance base;
     char **tpl;                    /* tpl[0] the URL, then key, value for each header */
     size_t ntpl, nheaders;
@@ -45,12 +49,28 @@ typedef struct act_http {
     int across_topics;             /* batchConfig.batchAcrossTopics */
     char *allowed;                 /* copy of the service's allow-list ("" = any host) */
     long timeout_ms, connect_timeout_ms;
+    int allow_link_local;          /* actions.http.allowLinkLocal */
     act_http_lane lanes[ACT_HTTP_LANES];
-} act_http;
+};
 
 /* 1 when host (as libcurl's URL parser returns it: IPv6 in brackets) is in the comma-separated
  * allow-list (case-insensitive; an empty list allows every host). Thread: any. */
 int act_http__host_allowed(const char *list, const char *host);
+
+/* 1 when sa (AF_INET or AF_INET6) is an address no HTTP action may connect to unless the
+ * service allows link-local ones (h->allow_link_local): 169.254.0.0/16 and fe80::/10 (link-local,
+ * where cloud metadata services live), the metadata addresses fd00:ec2::254 (AWS) and
+ * 100.100.100.200 (Alibaba), and any of them as an IPv4-mapped or NAT64 (64:ff9b::/96) IPv6
+ * address. why[0..cap) then says which. Thread: any. */
+int act_http__addr_refused(const act_http *h, const struct sockaddr *sa, char *why, size_t cap);
+
+/* The same for a host as libcurl's URL parser returns it, when it is an IP literal (names:
+ * 0, they are checked at connect time). Thread: any. */
+int act_http__host_refused(const act_http *h, const char *host, char *why, size_t cap);
+
+/* Lane lane's curl handle, created and configured on first use (the address check above
+ * included). NULL when libcurl cannot start. Thread: the lane's. */
+CURL *act_http__lane_handle(act_http *h, int lane);
 
 /* Checks message m's substituted URL (http/https, parses, host allowed) and headers (keys are
  * non-empty tokens of at most ACT_HTTP_MAX_KEY bytes and do not set the framing headers;

@@ -7,8 +7,9 @@
  *
  * topic, key, partition and every header key and value are substitution templates. The
  * record's value is the rule's output. destinationArn (AWS's VPC destination) is accepted and
- * ignored. clientProperties go to librdkafka unchanged; the producer they describe is shared
- * with every other Kafka action that names the same set (kafka_conf.c).
+ * ignored. clientProperties pass sluice's allow-list (kafka_conf.c: nothing that loads code,
+ * runs a command or names a file outside actions.kafka.certDir) on their way to librdkafka;
+ * the producer they describe is shared with every other Kafka action that names the same set.
  *
  * Delivery is one round per batch: every message of the batch is handed to rd_kafka_producev()
  * with a per-message slot as its opaque, then the lane waits on a condition variable until the
@@ -26,6 +27,7 @@
 #include "kafka_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,33 +307,9 @@ out:
 
 /* {====== format */
 
+/* s[0..n) as a JSON string, or null for NULL. */
 static int put_json(act_buf *b, const char *s, size_t n) {
-    if (!s)
-        return act_buf_puts(b, "null");
-    if (act_buf_put(b, "\"", 1) != 0)
-        return -1;
-    size_t run = 0; /* bytes copied as they are, flushed before each escape */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        if (act_buf_put(b, s + i - run, run) != 0)
-            return -1;
-        run = 0;
-        int rc = c == '"'    ? act_buf_puts(b, "\\\"")
-               : c == '\\' ? act_buf_puts(b, "\\\\")
-               : c == '\n' ? act_buf_puts(b, "\\n")
-               : c == '\r' ? act_buf_puts(b, "\\r")
-               : c == '\t' ? act_buf_puts(b, "\\t")
-                           : act_buf_printf(b, "\\u%04x", c);
-        if (rc != 0)
-            return -1;
-    }
-    if (act_buf_put(b, s + n - run, run) != 0)
-        return -1;
-    return act_buf_put(b, "\"", 1);
+    return s ? act_buf_put_json_string(b, s, n, NULL) : act_buf_puts(b, "null");
 }
 
 /* One JSON line per record: {"topic","partition" (null: the partitioner's choice),"key"
@@ -374,109 +352,69 @@ static int kf_format(act_instance *self, const act_msg *const *batch, size_t n, 
 
 /* {====== configuration */
 
-static int add_tpl(kafka *k, const cJSON *v, const char *what, eng_error *e) {
-    char num[32];
-    const char *s;
-    if (cJSON_IsString(v)) {
-        s = v->valuestring;
-    } else if (cJSON_IsNumber(v) && !strcmp(what, "partition") && v->valuedouble >= 0 &&
-               v->valuedouble <= INT32_MAX && v->valuedouble == (double)(int32_t)v->valuedouble) {
-        snprintf(num, sizeof num, "%d", (int)v->valuedouble);
-        s = num;
-    } else {
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"%s\" must be a string", what);
-    }
-    if (!(k->tpl[k->ntpl] = strdup(s)))
+typedef struct kf_opts {
+    const char *topic, *key, *partition;
+    act_kv headers[MAX_HEADERS];
+    size_t nheaders;
+    const cJSON *props;
+} kf_opts;
+
+static const act_option kf_options[] = {
+    {.key = "destinationArn", .type = ACT_OPT_IGNORED, .max = 2048,
+     .help = "AWS's VPC destination; accepted and not used"},
+    {.key = "topic", .type = ACT_OPT_TEMPLATE, .required = 1, .offset = offsetof(kf_opts, topic),
+     .min = 1, .max = 1024, .help = "the Kafka topic"},
+    {.key = "key", .type = ACT_OPT_TEMPLATE, .offset = offsetof(kf_opts, key), .max = 8192,
+     .help = "the record key (a Null result sends no key)"},
+    {.key = "partition", .type = ACT_OPT_TEMPLATE, .offset = offsetof(kf_opts, partition),
+     .max = 1024, .help = "the partition, a non-negative integer (absent: from the key)"},
+    {.key = "headers", .type = ACT_OPT_LIST, .offset = offsetof(kf_opts, headers),
+     .max = MAX_HEADERS, .sub = act_kv_options, .elem_size = sizeof(act_kv),
+     .count_offset = offsetof(kf_opts, nheaders), .help = "record headers, {key, value} pairs (a Null value is sent as null)"},
+    {.key = "clientProperties", .type = ACT_OPT_MAP, .required = 1,
+     .offset = offsetof(kf_opts, props), .max = ACT_KAFKA_MAX_PROPS,
+     .help = "librdkafka producer properties; bootstrap.servers is required, and only the "
+             "properties sluice allows (see the README) may be set"},
+    {0},
+};
+
+/* Copies template text into the next slot; its index, or -1 on OOM. */
+static int add_tpl(kafka *k, const char *t, eng_error *e) {
+    if (!(k->tpl[k->ntpl] = strdup(t)))
         return eng_error_set(e, 500, "InternalException", "out of memory");
     return (int)k->ntpl++;
-}
-
-static int parse_headers(kafka *k, const cJSON *h, eng_error *e) {
-    if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) > MAX_HEADERS)
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"headers\" must be an array of at most %d "
-                             "{key, value} objects", MAX_HEADERS);
-    k->hdr0 = (int)k->ntpl;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, h) {
-        const cJSON *f;
-        if (!cJSON_IsObject(it))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: each header must be a {key, value} object");
-        cJSON_ArrayForEach(f, it) {
-            if (strcmp(f->string, "key") && strcmp(f->string, "value"))
-                return eng_error_set(e, 400, "InvalidRequestException",
-                                     "kafka action: unknown header field \"%s\"", f->string);
-        }
-        if (add_tpl(k, cJSON_GetObjectItemCaseSensitive(it, "key"), "headers.key", e) < 0 ||
-            add_tpl(k, cJSON_GetObjectItemCaseSensitive(it, "value"), "headers.value", e) < 0)
-            return -1;
-        k->nhdr++;
-    }
-    return 0;
 }
 
 static void kf_close(act_instance *self);
 
 static int kf_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    static const char *const known[] = {"destinationArn", "topic",   "key",
-                                        "partition",      "headers", "clientProperties"};
-    const cJSON *p = cfg->params, *it;
-    int rc = -1;
-    if (!cJSON_IsObject(p))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: parameters must be an object");
-    cJSON_ArrayForEach(it, p) {
-        size_t i = 0;
-        while (i < sizeof known / sizeof known[0] && strcmp(it->string, known[i]))
-            i++;
-        if (i == sizeof known / sizeof known[0])
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: unknown parameter \"%s\"", it->string);
-    }
-    const cJSON *topic = cJSON_GetObjectItemCaseSensitive(p, "topic");
-    if (!cJSON_IsString(topic) || !topic->valuestring[0])
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"topic\" is required");
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(p, "clientProperties");
-    if (!props)
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"clientProperties\" with \"bootstrap.servers\" is "
-                             "required");
-    const cJSON *dest = cJSON_GetObjectItemCaseSensitive(p, "destinationArn");
-    if (dest && !cJSON_IsString(dest))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"destinationArn\" must be a string");
+    kf_opts o = {0};
+    if (act_options_parse("kafka", kf_options, cfg->params, &o, e))
+        return -1;
     kafka *k = calloc(1, sizeof *k);
     if (!k)
         return eng_error_set(e, 500, "InternalException", "out of memory");
     k->slot_key = k->slot_part = -1;
-    const cJSON *key = cJSON_GetObjectItemCaseSensitive(p, "key");
-    const cJSON *part = cJSON_GetObjectItemCaseSensitive(p, "partition");
-    const cJSON *hdrs = cJSON_GetObjectItemCaseSensitive(p, "headers");
-    if (add_tpl(k, topic, "topic", e) < 0)
-        goto out;
-    if (key && (k->slot_key = add_tpl(k, key, "key", e)) < 0)
-        goto out;
-    if (part && (k->slot_part = add_tpl(k, part, "partition", e)) < 0)
-        goto out;
-    if (hdrs && parse_headers(k, hdrs, e) != 0)
-        goto out;
+    if (add_tpl(k, o.topic, e) < 0 || (o.key && (k->slot_key = add_tpl(k, o.key, e)) < 0) ||
+        (o.partition && (k->slot_part = add_tpl(k, o.partition, e)) < 0))
+        goto fail;
+    k->hdr0 = (int)k->ntpl;
+    for (size_t i = 0; i < o.nheaders; i++, k->nhdr++)
+        if (add_tpl(k, o.headers[i].key, e) < 0 || add_tpl(k, o.headers[i].value, e) < 0)
+            goto fail;
     /* Last: a producer is only created for an otherwise valid action. */
-    if (!(k->prod = act_kafka__producer_acquire(props, &k->msg_timeout_ms, e)))
-        goto out;
+    if (!(k->prod = act_kafka__producer_acquire(o.props, cfg->host, &k->msg_timeout_ms, e)))
+        goto fail;
     k->base.lanes = 1;
     k->base.max_batch = MAX_BATCH;
     k->base.max_batch_bytes = MAX_BATCH_BYTES;
     k->base.wants_nulls = 1; /* a Null key is no key; a Null header value is a null value */
-    snprintf(k->base.resource, sizeof k->base.resource, "%s", topic->valuestring);
+    snprintf(k->base.resource, sizeof k->base.resource, "%s", o.topic);
     *out = &k->base;
-    rc = 0;
-out:
-    if (rc != 0)
-        kf_close(&k->base);
-    return rc;
+    return 0;
+fail:
+    kf_close(&k->base);
+    return -1;
 }
 
 static size_t kf_templates(act_instance *self, const char *const **tpl) {
@@ -509,4 +447,6 @@ const act_vtable act_kafka_vtable = {
     .deliver = kf_deliver,
     .format = kf_format,
     .close = kf_close,
+    .description = "AWS's Kafka action: produce each output as a Kafka record (librdkafka)",
+    .options = kf_options,
 };

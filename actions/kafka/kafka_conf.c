@@ -9,18 +9,19 @@
  * instance before the old one closes, so the producer (and its connections) survive the
  * replacement.
  *
- * Each property goes through rd_kafka_conf_set(); whatever librdkafka refuses is an
- * InvalidRequestException naming the property and quoting librdkafka. Three properties are
- * refused by sluice because a rule author (a REST caller) must not get code execution through
- * them: plugin.library.paths and ssl.engine.location load shared libraries,
- * sasl.kerberos.kinit.cmd runs a shell command. transactional.id is refused because the action
- * produces outside transactions. Defaults sluice adds when the user did not set them:
+ * A rule author is a REST caller and must get nothing from the properties but a producer: only
+ * the properties on the allow-list below pass (what each refused one would do is written
+ * there), file names only beneath the certificate directory (paths.c), and only SASL
+ * mechanisms that need no command or URL. Each one then goes through rd_kafka_conf_set();
+ * whatever librdkafka refuses is an InvalidRequestException naming the property and quoting
+ * librdkafka. Defaults sluice adds when the user did not set them:
  * enable.idempotence=true (unless acks asks for less than all, which idempotence cannot honour),
  * message.timeout.ms=30000 (bounds a delivery round), client.id=sluice, linger.ms=1 (the
  * pipeline batches already).
  *
  * The producer is created in open() -- rd_kafka_new() does not block (it connects in its own
- * threads) -- so configuration errors that librdkafka only finds at creation (acks vs
+ * threads; with an offline host, as under the fuzzer, it is not created at all) -- so
+ * configuration errors that librdkafka only finds at creation (acks vs
  * idempotence, unreadable certificates) reach the rule's author instead of failing every
  * message. One poll thread per producer serves delivery reports (act_kafka__on_delivery) and
  * error events (logged). Rejected alternative: polling from the delivery lanes; a lane that is
@@ -33,8 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#define MAX_PROPS 128
+#define MAX_PROPS ACT_KAFKA_MAX_PROPS
 
 struct act_kafka_producer {
     char *key;                  /* canonical properties; registry lookup key */
@@ -43,6 +45,8 @@ struct act_kafka_producer {
     pthread_rwlock_t lock;      /* read: a produce round; write: replacing rk */
     rd_kafka_t *rk;             /* guarded by lock */
     rd_kafka_conf_t *conf;      /* pristine copy, for a replacement after a fatal error */
+    const eng_host *host;       /* logs (also the librdkafka opaque) */
+    int offline;                /* the host is offline: never started, not in the registry */
     pthread_t poller;
     atomic_int stop;
 };
@@ -52,17 +56,134 @@ static act_kafka_producer *reg_head; /* guarded by reg_mu */
 
 typedef struct prop {
     const char *name;
-    char value[512];
+    char *value;                /* owned */
 } prop;
 
+/* {====== what a rule may set
+ *
+ * An allow-list, not a deny-list: librdkafka 2.0.2 has properties that load code
+ * (ssl.providers and ssl.engine.location through OpenSSL, plugin.library.paths), run a shell
+ * command (sasl.kerberos.kinit.cmd, and with it every sasl.kerberos.* that is pasted into the
+ * command; GSSAPI is even the default sasl.mechanism, so sasl_* without a mechanism would run
+ * kinit), fetch URLs (sasl.oauthbearer.token.endpoint.url), open listening sockets
+ * (test.mock.num.brokers), write secrets to the log (debug), or break the delivery contract
+ * (delivery.report.only.error leaves deliver() waiting for reports that never come). A new
+ * librdkafka can add more; only what is listed here, all of it data, is passed on. */
+
+enum { P_DATA, P_FILE, P_MECHANISM };
+
+static const struct {
+    const char *name;
+    int kind;
+} allowed[] = {
+    /* brokers and connections */
+    {"bootstrap.servers", P_DATA}, {"metadata.broker.list", P_DATA}, {"client.id", P_DATA},
+    {"client.rack", P_DATA}, {"broker.address.family", P_DATA}, {"broker.address.ttl", P_DATA},
+    {"socket.timeout.ms", P_DATA}, {"socket.keepalive.enable", P_DATA},
+    {"socket.nagle.disable", P_DATA}, {"socket.send.buffer.bytes", P_DATA},
+    {"socket.receive.buffer.bytes", P_DATA}, {"socket.connection.setup.timeout.ms", P_DATA},
+    {"socket.max.fails", P_DATA}, {"connections.max.idle.ms", P_DATA},
+    {"reconnect.backoff.ms", P_DATA}, {"reconnect.backoff.max.ms", P_DATA},
+    {"max.in.flight.requests.per.connection", P_DATA}, {"max.in.flight", P_DATA},
+    {"metadata.max.age.ms", P_DATA}, {"topic.metadata.refresh.interval.ms", P_DATA},
+    {"topic.metadata.refresh.fast.interval.ms", P_DATA},
+    {"topic.metadata.refresh.sparse", P_DATA}, {"topic.metadata.propagation.max.ms", P_DATA},
+    {"api.version.request", P_DATA}, {"api.version.request.timeout.ms", P_DATA},
+    {"api.version.fallback.ms", P_DATA}, {"broker.version.fallback", P_DATA},
+    {"message.max.bytes", P_DATA}, {"message.copy.max.bytes", P_DATA},
+    {"receive.message.max.bytes", P_DATA}, {"allow.auto.create.topics", P_DATA},
+    /* producing */
+    {"acks", P_DATA}, {"request.required.acks", P_DATA}, {"request.timeout.ms", P_DATA},
+    {"message.timeout.ms", P_DATA}, {"delivery.timeout.ms", P_DATA},
+    {"enable.idempotence", P_DATA}, {"enable.gapless.guarantee", P_DATA},
+    {"queue.buffering.max.messages", P_DATA}, {"queue.buffering.max.kbytes", P_DATA},
+    {"queue.buffering.max.ms", P_DATA}, {"linger.ms", P_DATA},
+    {"message.send.max.retries", P_DATA}, {"retries", P_DATA}, {"retry.backoff.ms", P_DATA},
+    {"retry.backoff.max.ms", P_DATA}, {"queue.buffering.backpressure.threshold", P_DATA},
+    {"compression.codec", P_DATA}, {"compression.type", P_DATA},
+    {"compression.level", P_DATA}, {"batch.num.messages", P_DATA}, {"batch.size", P_DATA},
+    {"sticky.partitioning.linger.ms", P_DATA}, {"partitioner", P_DATA},
+    /* security: values, inline PEM, and files beneath the certificate directory */
+    {"security.protocol", P_DATA}, {"sasl.mechanism", P_MECHANISM},
+    {"sasl.mechanisms", P_MECHANISM}, {"sasl.username", P_DATA}, {"sasl.password", P_DATA},
+    {"ssl.cipher.suites", P_DATA}, {"ssl.curves.list", P_DATA}, {"ssl.sigalgs.list", P_DATA},
+    {"ssl.key.password", P_DATA}, {"ssl.key.pem", P_DATA}, {"ssl.certificate.pem", P_DATA},
+    {"ssl.ca.pem", P_DATA}, {"ssl.keystore.password", P_DATA},
+    {"enable.ssl.certificate.verification", P_DATA},
+    {"ssl.endpoint.identification.algorithm", P_DATA},
+    {"ssl.key.location", P_FILE}, {"ssl.certificate.location", P_FILE},
+    {"ssl.ca.location", P_FILE}, {"ssl.crl.location", P_FILE},
+    {"ssl.keystore.location", P_FILE},
+};
+
+/* Why the best-known dangerous properties are refused (prefix match when it ends in '.'). */
 static const struct {
     const char *name, *why;
 } refused[] = {
+    {"ssl.providers", "it makes OpenSSL load a shared library into the service"},
+    {"ssl.engine.", "it makes OpenSSL load an engine (a shared library) into the service"},
     {"plugin.library.paths", "it loads shared libraries into the service"},
-    {"ssl.engine.location", "it loads a shared library into the service"},
-    {"sasl.kerberos.kinit.cmd", "it runs a shell command"},
+    {"interceptors", "it loads code into the service"},
+    {"sasl.kerberos.", "librdkafka pastes it into a shell command (kinit) that it runs"},
+    {"sasl.oauthbearer.", "the OAUTHBEARER token callbacks fetch URLs or run code"},
+    {"enable.sasl.oauthbearer.unsecure.jwt", "OAUTHBEARER is not supported"},
+    {"test.", "test settings (the mock cluster listens on network ports)"},
+    {"debug", "debug logs carry credentials and message contents"},
+    {"log", "the service's logging is not a rule's to change"},
     {"transactional.id", "the Kafka action does not produce in transactions"},
+    {"delivery.report.only.error", "sluice waits for the delivery report of every message"},
 };
+
+/* The mechanisms that authenticate with a name and a password only (GSSAPI runs kinit,
+ * OAUTHBEARER fetches tokens). */
+static const char *const mechanisms[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+
+#define KFAIL(e, ...)                                                                          \
+    eng_error_set(e, 400, "InvalidRequestException", "kafka action: " __VA_ARGS__)
+
+/* Checks one property (name, text value) against the lists; a file's value becomes its
+ * resolved name. 0, or -1 with e set. */
+static int check_prop(const eng_host *host, const char *name, char **value, eng_error *e) {
+    size_t i = 0, n = sizeof allowed / sizeof allowed[0];
+    while (i < n && strcmp(allowed[i].name, name))
+        i++;
+    if (i == n) {
+        for (size_t r = 0; r < sizeof refused / sizeof refused[0]; r++) {
+            size_t rl = strlen(refused[r].name);
+            int prefix = refused[r].name[rl - 1] == '.';
+            if (prefix ? !strncmp(name, refused[r].name, rl)
+                       : !strcmp(name, refused[r].name) ||
+                             (!strncmp(name, refused[r].name, rl) && name[rl] == '.') ||
+                             (!strncmp(name, refused[r].name, rl) && name[rl] == '_'))
+                return KFAIL(e, "clientProperties \"%.100s\" is not allowed: %s", name,
+                             refused[r].why);
+        }
+        return KFAIL(e, "clientProperties \"%.100s\" is not one a rule may set (allowed: "
+                        "connection, producer and TLS/SASL settings that are data; see the "
+                        "README)", name);
+    }
+    if (allowed[i].kind == P_MECHANISM) {
+        for (size_t m = 0; m < sizeof mechanisms / sizeof mechanisms[0]; m++)
+            if (!strcmp(*value, mechanisms[m]))
+                return 0;
+        return KFAIL(e, "clientProperties \"%s\" must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 "
+                        "(GSSAPI runs a kinit command, OAUTHBEARER fetches tokens)", name);
+    }
+    if (allowed[i].kind == P_FILE && strcmp(*value, "probe")) {
+        char resolved[4096], why[600];
+        if (act_path_beneath(host ? host->cert_dir : "", *value, resolved, sizeof resolved, why,
+                             sizeof why))
+            return KFAIL(e, "clientProperties \"%s\": %s", name, why);
+        char *dup = strdup(resolved);
+        if (!dup)
+            return eng_error_set(e, 500, "InternalException", "out of memory");
+        free(*value);
+        *value = dup;
+    }
+    return 0;
+}
+
+/* }====== */
 
 static int cmp_prop(const void *a, const void *b) {
     return strcmp(((const prop *)a)->name, ((const prop *)b)->name);
@@ -75,54 +196,65 @@ static const prop *find(const prop *v, size_t n, const char *name) {
     return NULL;
 }
 
-/* Reads the clientProperties object into v[0..*n), sorted by name. */
-static int collect(const cJSON *props, prop *v, size_t *n, eng_error *e) {
+/* The text librdkafka is given for one JSON value (malloc'd), or NULL with e set. */
+static char *prop_text(const cJSON *it, eng_error *e) {
+    char num[64];
+    const char *s = num;
+    if (cJSON_IsString(it))
+        s = it->valuestring;
+    else if (cJSON_IsBool(it))
+        s = cJSON_IsTrue(it) ? "true" : "false";
+    else if (cJSON_IsNumber(it) && it->valuedouble == (double)(long long)it->valuedouble)
+        snprintf(num, sizeof num, "%lld", (long long)it->valuedouble);
+    else if (cJSON_IsNumber(it))
+        snprintf(num, sizeof num, "%.17g", it->valuedouble);
+    else {
+        KFAIL(e, "clientProperties \"%.100s\" must be a string", it->string);
+        return NULL;
+    }
+    char *d = strdup(s);
+    if (!d)
+        eng_error_set(e, 500, "InternalException", "out of memory");
+    return d;
+}
+
+/* Reads the clientProperties object into v[0..*n) (values owned), sorted by name. On an error
+ * *n still counts the values to free. */
+static int collect(const cJSON *props, const eng_host *host, prop *v, size_t *n, eng_error *e) {
+    *n = 0;
     if (!cJSON_IsObject(props))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: \"clientProperties\" must be an object");
-    size_t k = 0;
+        return KFAIL(e, "\"clientProperties\" must be an object");
     const cJSON *it;
     cJSON_ArrayForEach(it, props) {
-        if (k == MAX_PROPS)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: more than %d clientProperties", MAX_PROPS);
-        for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-            if (!strcmp(it->string, refused[i].name))
-                return eng_error_set(e, 400, "InvalidRequestException",
-                                     "kafka action: clientProperties \"%s\" is not allowed: %s",
-                                     it->string, refused[i].why);
-        if (find(v, k, it->string))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: clientProperties \"%s\" is given twice",
-                                 it->string);
-        v[k].name = it->string;
-        int len;
-        if (cJSON_IsString(it))
-            len = snprintf(v[k].value, sizeof v[k].value, "%s", it->valuestring);
-        else if (cJSON_IsBool(it))
-            len = snprintf(v[k].value, sizeof v[k].value, "%s",
-                           cJSON_IsTrue(it) ? "true" : "false");
-        else if (cJSON_IsNumber(it) && it->valuedouble == (double)(long long)it->valuedouble)
-            len = snprintf(v[k].value, sizeof v[k].value, "%lld", (long long)it->valuedouble);
-        else if (cJSON_IsNumber(it))
-            len = snprintf(v[k].value, sizeof v[k].value, "%.17g", it->valuedouble);
-        else
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: clientProperties \"%s\" must be a string",
-                                 it->string);
-        if (len < 0 || (size_t)len >= sizeof v[k].value)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "kafka action: clientProperties \"%s\" is longer than %zu bytes",
-                                 it->string, sizeof v[k].value - 1);
-        k++;
+        if (*n == MAX_PROPS)
+            return KFAIL(e, "more than %d clientProperties", MAX_PROPS);
+        if (find(v, *n, it->string))
+            return KFAIL(e, "clientProperties \"%.100s\" is given twice", it->string);
+        v[*n].name = it->string;
+        if (!(v[*n].value = prop_text(it, e)))
+            return -1;
+        ++*n;
+        if (check_prop(host, it->string, &v[*n - 1].value, e))
+            return -1;
     }
-    const prop *bs = find(v, k, "bootstrap.servers");
+    const prop *bs = find(v, *n, "bootstrap.servers");
     if (!bs || !bs->value[0])
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "kafka action: clientProperties \"bootstrap.servers\" is required");
-    qsort(v, k, sizeof v[0], cmp_prop);
-    *n = k;
+        return KFAIL(e, "clientProperties \"bootstrap.servers\" is required");
+    const prop *sp = find(v, *n, "security.protocol");
+    if (sp && !strncasecmp(sp->value, "sasl_", 5) && !find(v, *n, "sasl.mechanism") &&
+        !find(v, *n, "sasl.mechanisms"))
+        return KFAIL(e, "clientProperties \"security.protocol\" %s needs \"sasl.mechanism\" "
+                        "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512): librdkafka's default, GSSAPI, "
+                        "runs a kinit command",
+                     sp->value);
+    qsort(v, *n, sizeof v[0], cmp_prop);
     return 0;
+}
+
+static void props_free(prop *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].value);
+    free(v);
 }
 
 /* The registry key: each pair as <len>:<name><len>:<value>, so that no two different sets
@@ -143,15 +275,17 @@ static char *canonical(const prop *v, size_t n) {
 
 /* {====== librdkafka callbacks */
 
+/* The producer's opaque is the host its logs go to. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    const eng_host *host = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
-        eng_log(ENG_LOG_ERROR, "kafka_fatal", "%s: %s: %s", rd_kafka_name(rk),
+        act_log(host, ENG_LOG_ERROR, "kafka_fatal", "%s: %s: %s", rd_kafka_name(rk),
                 rd_kafka_err2name(orig), buf);
         return;
     }
-    eng_log(ENG_LOG_WARN, "kafka_error", "%s: %s: %s", rd_kafka_name(rk),
+    act_log(host, ENG_LOG_WARN, "kafka_error", "%s: %s: %s", rd_kafka_name(rk),
             rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
@@ -161,14 +295,16 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         return;
     int l = level <= 3 ? ENG_LOG_ERROR : level == 4 ? ENG_LOG_WARN
           : level <= 6 ? ENG_LOG_INFO : ENG_LOG_DEBUG;
-    eng_log(l, "kafka_log", "%s: %s: %s", rk ? rd_kafka_name(rk) : "rdkafka", fac, buf);
+    act_log(rk ? rd_kafka_opaque(rk) : NULL, l, "kafka_log", "%s: %s: %s",
+            rk ? rd_kafka_name(rk) : "rdkafka", fac, buf);
 }
 
 /* }====== */
 
 /* Builds the librdkafka configuration: the user's properties, then sluice's defaults and
  * callbacks. NULL with e set. */
-static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms, eng_error *e) {
+static rd_kafka_conf_t *build_conf(const prop *v, size_t n, const eng_host *host,
+                                   int *msg_timeout_ms, eng_error *e) {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) {
@@ -215,6 +351,7 @@ static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms,
     rd_kafka_conf_set_dr_msg_cb(conf, act_kafka__on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_opaque(conf, (void *)host);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -271,8 +408,8 @@ static void producer_free(act_kafka_producer *p) {
     free(p);
 }
 
-act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_timeout_ms,
-                                                eng_error *e) {
+act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_host *host,
+                                                int *msg_timeout_ms, eng_error *e) {
     prop *v = calloc(MAX_PROPS, sizeof *v);
     act_kafka_producer *p = NULL;
     char *key = NULL;
@@ -282,7 +419,7 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_tim
         eng_error_set(e, 500, "InternalException", "out of memory");
         goto out;
     }
-    if (collect(props, v, &n, e) != 0)
+    if (collect(props, host, v, &n, e) != 0)
         goto out;
     if (!(key = canonical(v, n))) {
         eng_error_set(e, 500, "InternalException", "out of memory");
@@ -290,18 +427,22 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_tim
     }
     /* The conf is built (and validated) before the lookup so that *msg_timeout_ms is set for a
      * shared producer too; it is cheap next to creating a producer. */
-    rd_kafka_conf_t *conf = build_conf(v, n, msg_timeout_ms, e);
+    rd_kafka_conf_t *conf = build_conf(v, n, host, msg_timeout_ms, e);
     if (!conf)
         goto out;
-    pthread_mutex_lock(&reg_mu);
-    locked = 1;
-    for (p = reg_head; p; p = p->next)
-        if (!strcmp(p->key, key))
-            break;
-    if (p) {
-        p->refs++;
-        rd_kafka_conf_destroy(conf);
-        goto out;
+    /* offline: validated, and nothing may connect anywhere: no producer is started or shared */
+    int offline = host && host->offline;
+    if (!offline) {
+        pthread_mutex_lock(&reg_mu);
+        locked = 1;
+        for (p = reg_head; p; p = p->next)
+            if (!strcmp(p->key, key))
+                break;
+        if (p) {
+            p->refs++;
+            rd_kafka_conf_destroy(conf);
+            goto out;
+        }
     }
     if (!(p = calloc(1, sizeof *p))) {
         rd_kafka_conf_destroy(conf);
@@ -310,8 +451,14 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_tim
     }
     pthread_rwlock_init(&p->lock, NULL);
     p->conf = conf;
+    p->host = host;
     p->key = key;
+    p->offline = offline;
     key = NULL;
+    if (offline) {
+        p->refs = 1;
+        goto out;
+    }
     if (start(p, e) != 0) {
         producer_free(p);
         p = NULL;
@@ -324,13 +471,17 @@ out:
     if (locked)
         pthread_mutex_unlock(&reg_mu);
     free(key);
-    free(v);
+    props_free(v, n);
     return p;
 }
 
 void act_kafka__producer_release(act_kafka_producer *p) {
     if (!p)
         return;
+    if (p->offline) {
+        producer_free(p);
+        return;
+    }
     pthread_mutex_lock(&reg_mu);
     int last = --p->refs == 0;
     if (last) {
@@ -355,12 +506,12 @@ void act_kafka__producer_end(act_kafka_producer *p) { pthread_rwlock_unlock(&p->
 void act_kafka__producer_recover(act_kafka_producer *p, rd_kafka_t *rk) {
     eng_error e;
     pthread_rwlock_wrlock(&p->lock);
-    if (p->rk == rk) {
-        eng_log(ENG_LOG_WARN, "kafka_recover", "%s: replacing the producer after a fatal error",
-                rd_kafka_name(rk));
+    if (p->rk == rk && !p->offline) {
+        act_log(p->host, ENG_LOG_WARN, "kafka_recover",
+                "%s: replacing the producer after a fatal error", rk ? rd_kafka_name(rk) : "");
         stop(p);
         if (start(p, &e) != 0)
-            eng_log(ENG_LOG_ERROR, "kafka_recover", "%s", e.message);
+            act_log(p->host, ENG_LOG_ERROR, "kafka_recover", "%s", e.message);
     }
     pthread_rwlock_unlock(&p->lock);
 }

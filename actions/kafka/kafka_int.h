@@ -22,6 +22,9 @@
 
 typedef struct act_kafka_producer act_kafka_producer;
 
+/* Most clientProperties an action may set. */
+#define ACT_KAFKA_MAX_PROPS 64
+
 /* The message.timeout.ms sluice sets when the user does not: bounds how long deliver() waits
  * for one batch's delivery reports. */
 #define ACT_KAFKA_DEFAULT_MSG_TIMEOUT_MS 30000
@@ -33,8 +36,8 @@ typedef struct act_kafka_producer act_kafka_producer;
  * quoting librdkafka) on a refused property, a missing bootstrap.servers or a producer
  * librdkafka will not create. *msg_timeout_ms receives the effective message.timeout.ms.
  * Thread: admin. */
-act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, int *msg_timeout_ms,
-                                                eng_error *e);
+act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_host *host,
+                                                int *msg_timeout_ms, eng_error *e);
 
 /* Drops one reference; the last one flushes (bounded), stops the poll thread and destroys the
  * producer. NULL is a no-op. Thread: admin, or whoever closes the instance last. */

@@ -48,6 +48,23 @@ typedef enum act_pg_errkind {
 
 act_pg_errkind act_pg__classify(const char *sqlstate);
 
+/* The connection parameters sluice passes to PQconnectdbParams() (expand_dbname 0): the
+ * conninfo's keywords, checked, then sluice's defaults. NULL-terminated arrays; values owned. */
+#define ACT_PG_MAX_KEYS 64
+typedef struct act_pg_params {
+    const char *keys[ACT_PG_MAX_KEYS];
+    char *vals[ACT_PG_MAX_KEYS];
+    size_t n;
+} act_pg_params;
+
+/* Checks what conninfo may make libpq do (pg_conninfo.c: keywords on an allow-list, files only
+ * beneath h's certificate directory, a TCP host, no ambient credentials) and fills *p. 0, or -1
+ * with the reason in err[0..cap) (p is then empty). Reads the environment and resolves file
+ * names; no connection. */
+int act_pg__conninfo(const char *conninfo, const eng_host *h, act_pg_params *p, char *err,
+                     size_t cap);
+void act_pg__params_deinit(act_pg_params *p);
+
 /* Writes conninfo without its password as postgresql://user@host:port/dbname into
  * out[0..cap). Returns 0, or -1 with libpq's message in err when conninfo does not parse. */
 int act_pg__resource(const char *conninfo, char *out, size_t cap, char *err, size_t errcap);

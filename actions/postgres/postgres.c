@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,7 @@ typedef struct pg_lane {
 
 typedef struct act_pg {
     act_instance base;
-    char *conninfo;
+    act_pg_params params;    /* what each lane connects with (pg_conninfo.c) */
     act_pg_stmt st;
     pg_lane lane[PG_MAX_LANES];  /* lane i is touched only by delivery thread i */
 } act_pg;
@@ -153,10 +154,7 @@ static int ensure_conn(act_pg *p, pg_lane *l, char *err, size_t cap) {
     if (l->conn && PQstatus(l->conn) == CONNECTION_OK)
         return 0;
     drop(l);
-    /* defaults first: keywords later in the array (the conninfo) override them */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {"10", "sluice", p->conninfo, NULL};
-    l->conn = PQconnectdbParams(keys, vals, 1);
+    l->conn = PQconnectdbParams(p->params.keys, (const char *const *)p->params.vals, 0);
     if (!l->conn || PQstatus(l->conn) != CONNECTION_OK || PQsetnonblocking(l->conn, 1) != 0) {
         conn_error(l->conn, "connection failed", err, cap);
         drop(l);
@@ -391,61 +389,47 @@ static act_result one_by_one(act_pg *p, pg_lane *l, const act_msg *const *batch,
 
 static void pg_close(act_instance *self);
 
+typedef struct pg_opts {
+    const char *conninfo, *statement;
+    int pool, batch;
+} pg_opts;
+
+static const act_option pg_options[] = {
+    {.key = "conninfo", .type = ACT_OPT_STRING, .required = 1,
+     .offset = offsetof(pg_opts, conninfo), .min = 1, .max = 4096,
+     .help = "a libpq connection string or postgresql:// URI with a TCP host; files (sslkey, "
+             "sslcert, sslrootcert, sslcrl, passfile) only beneath actions.kafka.certDir"},
+    {.key = "statement", .type = ACT_OPT_TEMPLATE, .required = 1,
+     .offset = offsetof(pg_opts, statement), .min = 1, .max = 65536,
+     .help = "the SQL statement run per message; each ${expr} is a bound parameter"},
+    {.key = "poolSize", .type = ACT_OPT_INT, .offset = offsetof(pg_opts, pool), .min = 1,
+     .max = PG_MAX_LANES, .def = PG_DEFAULT_LANES,
+     .help = "connections (each a delivery lane; a topic stays on one)"},
+    {.key = "batchSize", .type = ACT_OPT_INT, .offset = offsetof(pg_opts, batch), .min = 1,
+     .max = PG_MAX_BATCH, .def = PG_DEFAULT_BATCH, .help = "most rows per transaction"},
+    {0},
+};
+
 static int pg_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(cfg->params, "conninfo");
-    const cJSON *stmt = cJSON_GetObjectItemCaseSensitive(cfg->params, "statement");
-    const cJSON *pool = cJSON_GetObjectItemCaseSensitive(cfg->params, "poolSize");
-    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(cfg->params, "batchSize");
-    const cJSON *k;
+    pg_opts o = {0};
     char msg[400];
-    cJSON_ArrayForEach(k, cfg->params) {
-        if (strcmp(k->string, "conninfo") && strcmp(k->string, "statement") &&
-            strcmp(k->string, "poolSize") && strcmp(k->string, "batchSize"))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: unknown parameter \"%s\"", k->string);
-    }
-    if (!cJSON_IsString(ci) || !ci->valuestring[0])
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"conninfo\" is required (a libpq connection "
-                             "string or postgresql:// URI)");
-    if (!cJSON_IsString(stmt))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"statement\" is required");
-    int lanes = PG_DEFAULT_LANES;
-    if (pool) {
-        if (!cJSON_IsNumber(pool) || pool->valuedouble < 1 || pool->valuedouble > PG_MAX_LANES ||
-            pool->valuedouble != (int)pool->valuedouble)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: \"poolSize\" must be an integer from 1 to %d",
-                                 PG_MAX_LANES);
-        lanes = (int)pool->valuedouble;
-    }
-    size_t batch = PG_DEFAULT_BATCH;
-    if (bs) {
-        if (!cJSON_IsNumber(bs) || bs->valuedouble < 1 || bs->valuedouble > PG_MAX_BATCH ||
-            bs->valuedouble != (int)bs->valuedouble)
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "postgres action: \"batchSize\" must be an integer from 1 to %d",
-                                 PG_MAX_BATCH);
-        batch = (size_t)bs->valuedouble;
-    }
+    if (act_options_parse("postgres", pg_options, cfg->params, &o, e))
+        return -1;
     act_pg *p = calloc(1, sizeof *p);
-    if (!p || !(p->conninfo = strdup(ci->valuestring))) {
-        free(p);
+    if (!p)
         return eng_error_set(e, 500, "InternalException", "out of memory");
-    }
-    if (act_pg__resource(p->conninfo, p->base.resource, sizeof p->base.resource, msg,
+    if (act_pg__conninfo(o.conninfo, cfg->host, &p->params, msg, sizeof msg) ||
+        act_pg__resource(o.conninfo, p->base.resource, sizeof p->base.resource, msg,
                          sizeof msg)) {
-        pg_close(&p->base);
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "postgres action: \"conninfo\" does not parse: %s", msg);
-    }
-    if (act_pg__stmt_parse(stmt->valuestring, &p->st, msg, sizeof msg)) {
         pg_close(&p->base);
         return eng_error_set(e, 400, "InvalidRequestException", "postgres action: %s", msg);
     }
-    p->base.lanes = lanes;
-    p->base.max_batch = batch;
+    if (act_pg__stmt_parse(o.statement, &p->st, msg, sizeof msg)) {
+        pg_close(&p->base);
+        return eng_error_set(e, 400, "InvalidRequestException", "postgres action: %s", msg);
+    }
+    p->base.lanes = o.pool;
+    p->base.max_batch = (size_t)o.batch;
     p->base.wants_nulls = 1;
     *out = &p->base;
     return 0;
@@ -506,7 +490,7 @@ static void pg_close(act_instance *self) {
     for (int i = 0; i < PG_MAX_LANES; i++)
         drop(&p->lane[i]);
     act_pg__stmt_deinit(&p->st);
-    free(p->conninfo);
+    act_pg__params_deinit(&p->params);
     free(p);
 }
 
@@ -519,6 +503,9 @@ const act_vtable act_postgres_vtable = {
     .deliver = pg_deliver,
     .format = pg_format,
     .close = pg_close,
+    .description = "run a prepared statement per message, values bound as parameters, batched "
+                   "in transactions (an extension)",
+    .options = pg_options,
 };
 
 /* }====== */

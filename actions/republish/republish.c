@@ -19,17 +19,19 @@
  */
 #include "../action.h"
 
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_USER_PROPS 16
+#define MAX_TOPIC 1024   /* template text; the substituted topic is bounded in rp_topic() */
+#define MAX_HEADER 8192
 
 typedef struct republish {
     act_instance base;
-    eng_env *env;
+    const eng_host *host;
     int qos;
     int format;      /* -1: not set; 0 UNSPECIFIED_BYTES; 1 UTF8_DATA */
     /* templates, in this order: topic, then the headers that are set (see slot_*) */
@@ -40,113 +42,103 @@ typedef struct republish {
     int user0;
 } republish;
 
-static int add_tpl(republish *r, const cJSON *v, const char *what, eng_error *e) {
-    if (!cJSON_IsString(v))
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "republish action: headers.%s must be a string", what);
-    if (!(r->tpl[r->ntpl] = strdup(v->valuestring)))
+/* {====== options */
+
+typedef struct rp_headers {
+    const char *content_type, *response_topic, *correlation_data, *message_expiry;
+    int format;
+    act_kv user[MAX_USER_PROPS];
+    size_t nuser;
+} rp_headers;
+
+typedef struct rp_opts {
+    const char *topic;
+    int qos;
+    rp_headers h;
+} rp_opts;
+
+static const char *const formats[] = {"UNSPECIFIED_BYTES", "UTF8_DATA", NULL};
+
+#define HDR(field) offsetof(rp_headers, field)
+static const act_option header_options[] = {
+    {.key = "contentType", .type = ACT_OPT_TEMPLATE, .offset = HDR(content_type),
+     .max = MAX_HEADER, .help = "MQTT 5 content type"},
+    {.key = "responseTopic", .type = ACT_OPT_TEMPLATE, .offset = HDR(response_topic),
+     .max = MAX_HEADER, .help = "MQTT 5 response topic"},
+    {.key = "correlationData", .type = ACT_OPT_TEMPLATE, .offset = HDR(correlation_data),
+     .max = MAX_HEADER, .help = "MQTT 5 correlation data, base64-encoded"},
+    {.key = "messageExpiry", .type = ACT_OPT_TEMPLATE, .offset = HDR(message_expiry),
+     .max = 64, .help = "MQTT 5 message expiry interval, in seconds"},
+    {.key = "payloadFormatIndicator", .type = ACT_OPT_ENUM, .offset = HDR(format), .def = -1,
+     .choices = formats, .help = "MQTT 5 payload format indicator"},
+    {.key = "userProperties", .type = ACT_OPT_LIST, .offset = HDR(user), .max = MAX_USER_PROPS,
+     .sub = act_kv_options, .elem_size = sizeof(act_kv), .count_offset = HDR(nuser),
+     .help = "MQTT 5 user properties, {key, value} pairs"},
+    {0},
+};
+#undef HDR
+
+static const act_option rp_options[] = {
+    {.key = "topic", .type = ACT_OPT_TEMPLATE, .required = 1, .offset = offsetof(rp_opts, topic),
+     .min = 1, .max = MAX_TOPIC,
+     .help = "the MQTT topic to publish to (a leading $ is written $$)"},
+    {.key = "qos", .type = ACT_OPT_INT, .offset = offsetof(rp_opts, qos), .min = 0, .max = 1,
+     .def = 0, .help = "MQTT quality of service"},
+    {.key = "headers", .type = ACT_OPT_OBJECT, .offset = offsetof(rp_opts, h),
+     .sub = header_options, .help = "AWS's MqttHeaders: MQTT 5 properties of the message"},
+    {.key = "roleArn", .type = ACT_OPT_IGNORED, .max = 2048,
+     .help = "AWS IAM role; accepted and not used"},
+    {0},
+};
+
+/* }====== */
+
+/* Copies template text into the next slot; its index, or -1 on OOM. */
+static int add_tpl(republish *r, const char *t, eng_error *e) {
+    if (!(r->tpl[r->ntpl] = strdup(t)))
         return eng_error_set(e, 500, "InternalException", "out of memory");
     return (int)r->ntpl++;
 }
 
-static int parse_headers(republish *r, const cJSON *h, eng_error *e) {
-    const cJSON *k;
-    cJSON_ArrayForEach(k, h) {
-        const char *n = k->string;
-        int slot;
-        if (!strcmp(n, "contentType")) {
-            if ((slot = add_tpl(r, k, n, e)) < 0)
-                return -1;
-            r->slot_ctype = slot;
-        } else if (!strcmp(n, "responseTopic")) {
-            if ((slot = add_tpl(r, k, n, e)) < 0)
-                return -1;
-            r->slot_resp = slot;
-        } else if (!strcmp(n, "correlationData")) {
-            if ((slot = add_tpl(r, k, n, e)) < 0)
-                return -1;
-            r->slot_corr = slot;
-        } else if (!strcmp(n, "messageExpiry")) {
-            if ((slot = add_tpl(r, k, n, e)) < 0)
-                return -1;
-            r->slot_expiry = slot;
-        } else if (!strcmp(n, "payloadFormatIndicator")) {
-            if (!cJSON_IsString(k) || (strcmp(k->valuestring, "UNSPECIFIED_BYTES") &&
-                                       strcmp(k->valuestring, "UTF8_DATA")))
-                return eng_error_set(e, 400, "InvalidRequestException",
-                                     "republish action: headers.payloadFormatIndicator must be "
-                                     "UNSPECIFIED_BYTES or UTF8_DATA");
-            r->format = !strcmp(k->valuestring, "UTF8_DATA");
-        } else if (!strcmp(n, "userProperties")) {
-            if (!cJSON_IsArray(k) || cJSON_GetArraySize(k) > MAX_USER_PROPS)
-                return eng_error_set(e, 400, "InvalidRequestException",
-                                     "republish action: headers.userProperties must be an array "
-                                     "of at most %d {key, value} objects", MAX_USER_PROPS);
-            r->user0 = (int)r->ntpl;
-            const cJSON *u;
-            cJSON_ArrayForEach(u, k) {
-                if (add_tpl(r, cJSON_GetObjectItemCaseSensitive(u, "key"), "userProperties.key",
-                            e) < 0 ||
-                    add_tpl(r, cJSON_GetObjectItemCaseSensitive(u, "value"),
-                            "userProperties.value", e) < 0)
-                    return -1;
-                r->nuser++;
-            }
-        } else {
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "republish action: unknown header \"%s\"", n);
-        }
-    }
-    return 0;
+/* The slot of an optional header template, -1 when absent; -2 on OOM. */
+static int opt_tpl(republish *r, const char *t, eng_error *e) {
+    if (!t)
+        return -1;
+    int slot = add_tpl(r, t, e);
+    return slot < 0 ? -2 : slot;
 }
 
 static void rp_close(act_instance *self);
 
 static int rp_open(const act_config *cfg, act_instance **out, eng_error *e) {
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg->params, "topic");
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg->params, "qos");
-    if (!cJSON_IsString(t) || !t->valuestring[0])
-        return eng_error_set(e, 400, "InvalidRequestException",
-                             "republish action: \"topic\" is required");
-    int qos = 0;
-    if (q) {
-        if (!cJSON_IsNumber(q) || (q->valuedouble != 0 && q->valuedouble != 1))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "republish action: \"qos\" must be 0 or 1");
-        qos = (int)q->valuedouble;
-    }
-    const cJSON *k;
-    cJSON_ArrayForEach(k, cfg->params) {
-        if (strcmp(k->string, "topic") && strcmp(k->string, "qos") &&
-            strcmp(k->string, "headers") && strcmp(k->string, "roleArn"))
-            return eng_error_set(e, 400, "InvalidRequestException",
-                                 "republish action: unknown parameter \"%s\"", k->string);
-    }
-    republish *r = calloc(1, sizeof *r);
-    if (!r || !(r->tpl[0] = strdup(t->valuestring))) {
-        free(r);
-        return eng_error_set(e, 500, "InternalException", "out of memory");
-    }
-    r->ntpl = 1;
-    r->env = cfg->env;
-    r->qos = qos;
-    r->format = -1;
-    r->slot_ctype = r->slot_resp = r->slot_corr = r->slot_expiry = -1;
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg->params, "headers");
-    if (h && (!cJSON_IsObject(h) || parse_headers(r, h, e) != 0)) {
-        if (!cJSON_IsObject(h))
-            eng_error_set(e, 400, "InvalidRequestException",
-                          "republish action: \"headers\" must be an object");
-        rp_close(&r->base);
+    rp_opts o = {0};
+    if (act_options_parse("republish", rp_options, cfg->params, &o, e))
         return -1;
-    }
+    republish *r = calloc(1, sizeof *r);
+    if (!r)
+        return eng_error_set(e, 500, "InternalException", "out of memory");
+    r->host = cfg->host;
+    r->qos = o.qos;
+    r->format = o.h.format;
+    if (add_tpl(r, o.topic, e) < 0 || (r->slot_ctype = opt_tpl(r, o.h.content_type, e)) == -2 ||
+        (r->slot_resp = opt_tpl(r, o.h.response_topic, e)) == -2 ||
+        (r->slot_corr = opt_tpl(r, o.h.correlation_data, e)) == -2 ||
+        (r->slot_expiry = opt_tpl(r, o.h.message_expiry, e)) == -2)
+        goto fail;
+    r->user0 = (int)r->ntpl;
+    for (size_t i = 0; i < o.h.nuser; i++, r->nuser++)
+        if (add_tpl(r, o.h.user[i].key, e) < 0 || add_tpl(r, o.h.user[i].value, e) < 0)
+            goto fail;
     r->base.lanes = 1;
     r->base.max_batch = 256;
-    r->base.deliver_inline = 1; /* eng_mqtt_publish only queues in libmosquitto */
+    r->base.deliver_inline = 1; /* the host's publish only queues in libmosquitto */
     r->base.holds_until_acked = 1; /* rp_acked() releases journaled messages */
-    snprintf(r->base.resource, sizeof r->base.resource, "%s", t->valuestring);
+    snprintf(r->base.resource, sizeof r->base.resource, "%s", o.topic);
     *out = &r->base;
     return 0;
+fail:
+    rp_close(&r->base);
+    return -1;
 }
 
 static size_t rp_templates(act_instance *self, const char *const **tpl) {
@@ -177,21 +169,28 @@ static int rp_topic(const act_msg *m, char *topic, size_t tcap, char *err, size_
 /* The broker's answer to a republished copy of a journaled message: acknowledged, the journal
  * may retire the message (once its other actions are done too); refused or never answered
  * (sluice stopped first), it stays in the journal and is replayed at the next start. */
+typedef struct rp_ack {
+    const eng_host *host; /* outlives every message */
+    eng_msg *in;          /* retained until the answer */
+} rp_ack;
+
 static void rp_acked(void *ud, int ok, const char *err) {
-    eng_msg *in = ud;
+    rp_ack *a = ud;
     if (!ok) {
-        atomic_store(&in->keep, 1);
-        atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
-        eng_log(ENG_LOG_WARN, "republish.unacknowledged", "republish of a message on %s: %s",
-                in->topic, err ? err : "no acknowledgement");
+        atomic_store(&a->in->keep, 1);
+        act_count(a->host, ENG_COUNT_REPUBLISH_FAILED, 1);
+        act_log(a->host, ENG_LOG_WARN, "republish.unacknowledged",
+                "republish of a message on %s: %s; it stays in the journal", a->in->topic,
+                err ? err : "no acknowledgement");
     }
-    eng_msg_free(in);
+    eng_msg_free(a->in);
+    free(a);
 }
 
 static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size_t cap) {
     int hops = m->in ? m->in->hops : 0;
-    if (hops >= r->env->cfg->republish_max_hops) {
-        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_LOOP], 1);
+    if (hops >= r->host->republish_max_hops) {
+        act_count(r->host, ENG_COUNT_DROP_LOOP, 1);
         snprintf(err, cap, "republish loop: the message has already been republished %d times",
                  hops);
         return ACT_FAIL;
@@ -234,16 +233,27 @@ static act_result rp_deliver_one(republish *r, const act_msg *m, char *err, size
         user[i] = (sql_user_prop){m->fields[r->user0 + 2 * i], m->fields[r->user0 + 2 * i + 1]};
     props.user = user;
     props.nuser = (size_t)r->nuser;
-    /* the message stays in the journal until the broker has acknowledged its copy */
-    eng_msg *held = m->in && m->in->origin ? eng_msg_retain((eng_msg *)m->in) : NULL;
-    if (eng_mqtt_publish(r->env->mqtt, topic, m->payload, m->payload_len, r->qos, &props,
+    /* a journaled message stays in the journal until the broker acknowledged its copy */
+    rp_ack *held = NULL;
+    if (m->in && m->in->origin) {
+        if (!(held = malloc(sizeof *held))) {
+            snprintf(err, cap, "out of memory");
+            return ACT_RETRY;
+        }
+        *held = (rp_ack){r->host, eng_msg_retain((eng_msg *)m->in)};
+    }
+    if (!r->host->publish ||
+        r->host->publish(r->host->ud, topic, m->payload, m->payload_len, r->qos, &props,
                          hops + 1, held ? rp_acked : NULL, held) != 0) {
-        eng_msg_free(held);
+        if (held) {
+            eng_msg_free(held->in);
+            free(held);
+        }
         snprintf(err, cap, "MQTT publish to '%s' failed (not connected)", topic);
-        atomic_fetch_add(&eng_metrics_global.republish_failed, 1);
+        act_count(r->host, ENG_COUNT_REPUBLISH_FAILED, 1);
         return ACT_RETRY;
     }
-    atomic_fetch_add(&eng_metrics_global.republish_ok, 1);
+    act_count(r->host, ENG_COUNT_REPUBLISH_OK, 1);
     return ACT_OK;
 }
 
@@ -302,4 +312,7 @@ const act_vtable act_republish_vtable = {
     .deliver = rp_deliver,
     .format = rp_format,
     .close = rp_close,
+    .description = "AWS's republish action: publish to an MQTT topic through sluice's output "
+                   "connection",
+    .options = rp_options,
 };

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "action.h"
+#include "test_host.h"
 
 #define SUBMITTERS 4
 #define PER 5000
@@ -92,8 +93,7 @@ static void *submitter(void *arg) {
         int t = i % TOPICS;
         snprintf(topic, sizeof topic, "dev/%d/t", t);
         snprintf(payload, sizeof payload, "%d %d %d", id, t, i);
-        eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, NULL,
-                                 ENG_SRC_MQTT);
+        eng_msg *m = act_test_msg(topic, payload, NULL, ENG_SRC_MQTT);
         act_pipe_submit(pipe_main, m, payload, strlen(payload), NULL, 0);
         eng_msg_free(m);
     }
@@ -106,14 +106,13 @@ static int run(int inline_mode) {
     char dir[] = "/tmp/sluice-stress-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
-    eng_config cfg;
-    eng_config_defaults(&cfg);
-    cfg.retry_attempts = 3;
-    cfg.retry_base_ms = 0;
-    cfg.retry_max_ms = 1;
-    cfg.action_queue_depth = 64; /* small: overflow happens too */
+    eng_host host = act_test_host();
+    host.retry_attempts = 3;
+    host.retry_base_ms = 0;
+    host.retry_max_ms = 1;
+    host.queue_depth = 64; /* small: overflow happens too */
     eng_error e;
-    act_dlq *dlq = act_dlq_open(dir, 1 << 28, 3600, &e);
+    act_dlq *dlq = act_dlq_open(dir, 1 << 28, 3600, &host, &e);
     sink s_main = {.base = {.lanes = 2, .max_batch = 16}, .seed = 88172645463325252ull,
                    .fail_pct = 2, .retry_pct = 10};
     sink s_err = {.base = {.lanes = 1, .max_batch = 8}, .seed = 1234567, .fail_pct = 20};
@@ -124,7 +123,7 @@ static int run(int inline_mode) {
     s_main.base.vt = s_err.base.vt = &sink_vt;
     uint64_t rev = 1;
     act_owner eo = {.rule_name = "stress", .rule_revision = &rev, .index = -1, .dlq = dlq,
-                    .cfg = &cfg};
+                    .host = &host};
     act_pipe *pipe_err = act_pipe_new_take(&s_err.base, &eo, &e);
     act_owner mo = eo;
     mo.index = 0;
@@ -152,7 +151,7 @@ static int run(int inline_mode) {
            (unsigned long long)atomic_load(&st->overflow),
            (unsigned long long)atomic_load(&st->retries), s_main.order_errors);
     int ok = accounted == total && s_main.order_errors == 0 && ds.write_errors == 0 &&
-             atomic_load(&eng_metrics_global.dropped[ENG_DROP_DLQ_WRITE]) == 0;
+             atomic_load(&act_test_counts[ENG_COUNT_DROP_DLQ_WRITE]) == 0;
     act_pipe_free(pipe_main);
     act_pipe_free(pipe_err);
     act_dlq_close(dlq);

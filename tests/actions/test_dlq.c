@@ -4,22 +4,27 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "action.h"
+#include "test_host.h"
 
 static char dir[64];
+static eng_host host;
 
 static int rm(const char *p, const struct stat *s, int f, struct FTW *w) { return remove(p); }
 
 static void setup(void) {
+    host = act_test_host();
     snprintf(dir, sizeof dir, "/tmp/sluice-dlq-XXXXXX");
     cr_assert(mkdtemp(dir));
 }
@@ -27,14 +32,13 @@ static void teardown(void) { nftw(dir, rm, 8, FTW_DEPTH | FTW_PHYS); }
 
 static act_dlq *open_store(long long max_bytes) {
     eng_error e;
-    act_dlq *d = act_dlq_open(dir, max_bytes, 3600, &e);
+    act_dlq *d = act_dlq_open(dir, max_bytes, 3600, &host, &e);
     cr_assert(d, "%s", e.message);
     return d;
 }
 
 static uint64_t add(act_dlq *d, const char *rule, const char *topic, const char *payload) {
-    eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, NULL,
-                             ENG_SRC_HTTP);
+    eng_msg *m = act_test_msg(topic, payload, NULL, ENG_SRC_HTTP);
     const char *errs[] = {"boom"};
     int64_t at[] = {(int64_t)time(NULL) * 1000};
     act_fields fs = {.n = 1, .f = {"field-0"}, .len = {7}};
@@ -105,7 +109,7 @@ Test(dlq, the_size_bound_evicts_oldest_and_counts_them) {
 
 Test(dlq, the_age_bound_evicts_old_records) {
     eng_error e;
-    act_dlq *d = act_dlq_open(dir, 1 << 20, 1, &e);
+    act_dlq *d = act_dlq_open(dir, 1 << 20, 1, &host, &e);
     cr_assert(d);
     add(d, "r1", "t", "old");
     usleep(1100 * 1000);
@@ -177,4 +181,34 @@ Test(dlq, concurrent_appends_are_all_stored_with_distinct_ids) {
     shared = open_store(1 << 24);
     cr_expect_eq(count(shared, NULL), 400);
     act_dlq_close(shared);
+}
+
+/* Dead letters carry message payloads: only the service's user may read them, whatever the
+ * umask (0 here, so the mode is the store's own choice). */
+Test(dlq, segments_are_created_0600_in_a_0700_directory) {
+    mode_t old = umask(0);
+    act_dlq *d = open_store(1 << 20);
+    add(d, "r1", "t", "secret");
+    act_dlq_close(d);
+    umask(old);
+    char path[128];
+    snprintf(path, sizeof path, "%s/deadletter", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0700, "directory mode %o", st.st_mode & 0777);
+    DIR *dd = opendir(path);
+    cr_assert(dd);
+    struct dirent *de;
+    int segments = 0;
+    while ((de = readdir(dd))) {
+        if (strncmp(de->d_name, "seg-", 4))
+            continue;
+        char seg[512];
+        snprintf(seg, sizeof seg, "%s/%s", path, de->d_name);
+        cr_assert_eq(stat(seg, &st), 0);
+        cr_expect_eq(st.st_mode & 0777, 0600, "%s mode %o", de->d_name, st.st_mode & 0777);
+        segments++;
+    }
+    closedir(dd);
+    cr_expect_geq(segments, 1);
 }

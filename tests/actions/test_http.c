@@ -29,14 +29,19 @@ extern const act_vtable act_http_vtable;
 /* {====== helpers */
 
 static int timeout_ms = 2000; /* http_timeout_ms of the instances a test opens */
+static int link_local_ok;     /* http_allow_link_local of the instances a test opens */
 
+/* The instance copies what it needs from the host at open(), so one host serves them all. */
 static act_instance *open_with(const char *json, const char *allowed, eng_error *e) {
-    eng_config cfg;
-    eng_config_defaults(&cfg);
-    snprintf(cfg.http_allowed_hosts, sizeof cfg.http_allowed_hosts, "%s", allowed);
-    cfg.http_timeout_ms = timeout_ms;
-    cfg.http_connect_timeout_ms = 1000;
-    return act_test_open(&act_http_vtable, &cfg, json, e);
+    static char hosts[1024];
+    static eng_host h;
+    snprintf(hosts, sizeof hosts, "%s", allowed);
+    h = act_test_host();
+    h.http_allowed_hosts = hosts;
+    h.http_timeout_ms = timeout_ms;
+    h.http_connect_timeout_ms = 1000;
+    h.http_allow_link_local = link_local_ok;
+    return act_test_open(&act_http_vtable, &h, json, e);
 }
 
 static act_instance *open_ok(const char *json, const char *allowed) {
@@ -227,11 +232,11 @@ Test(http, literal_scheme_must_be_http_or_https) {
     open_fails("{\"url\": \"ftp://h.example/${topic()}\"}", "", "http:// or https://");
     open_fails("{\"url\": \"http:/h.example/x\"}", "", "http:// or https://");
     act_http_vtable.close(open_ok("{\"url\": \"HTTPS://h.example/${topic()}\"}", ""));
-    act_http_vtable.close(open_ok("{\"url\": \"${proto}://h.example/x\"}", ""));
+    act_http_vtable.close(open_ok("{\"url\": \"${proto}://h.example/x\"}", "h.example"));
 }
 
 Test(http, scheme_from_a_substitution_is_checked_per_message) {
-    act_instance *inst = open_ok("{\"url\": \"${proto}://h.example/x\"}", "");
+    act_instance *inst = open_ok("{\"url\": \"${proto}://h.example/x\"}", "h.example");
     tmsg t;
     mk(&t, "a/b", "{}", 1, (const char *[]){"ftp://h.example/x"});
     expect_format_error(inst, &t, 1, "http:// or https://");
@@ -274,6 +279,65 @@ Test(http, substituted_host_is_checked_against_the_allow_list) {
     act_http_vtable.close(inst);
 }
 
+/* A device must not be able to aim sluice anywhere: a host that comes from a template is only
+ * accepted with an allow-list to check it against. */
+Test(http, a_templated_host_needs_an_allow_list) {
+    static const char *const urls[] = {"http://${host}/in", "${proto}://hooks.example/in",
+                                       "http://${user}@hooks.example/in",
+                                       "http://hooks.example:${port}/in", "http${s}://h/in",
+                                       "https://${topic(2)}.hooks.example/in"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"url\": \"%s\"}", urls[i]);
+        open_fails(json, "", "takes its host from a substitution template, so the hosts it may "
+                             "reach must be listed in actions.http.allowedHosts");
+        act_http_vtable.close(open_ok(json, "hooks.example"));
+    }
+    /* a literal host with a templated path needs none */
+    act_http_vtable.close(open_ok("{\"url\": \"http://hooks.example/${topic()}\"}", ""));
+}
+
+/* Link-local and metadata addresses, literal in the URL: refused at open, whatever the
+ * allow-list says, unless actions.http.allowLinkLocal. */
+Test(http, link_local_and_metadata_literals_are_refused) {
+    static const char *const urls[] = {
+        "http://169.254.169.254/latest/meta-data/", "http://169.254.0.1:8080/",
+        "http://[fe80::1]/",                        "http://[FE80::abcd]:80/x",
+        "http://[febf::1]/",                        "http://[::ffff:169.254.169.254]/",
+        "http://[64:ff9b::a9fe:a9fe]/",             "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",                  "http://2852039166/",
+        "http://0xa9.0xfe.0xa9.0xfe/",              "http://169.254.169.254/${topic()}",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"url\": \"%s\"}", urls[i]);
+        open_fails(json, "", "refused unless actions.http.allowLinkLocal is set");
+        open_fails(json, "169.254.169.254,fe80::1,2852039166", "actions.http.allowLinkLocal");
+        link_local_ok = 1;
+        act_http_vtable.close(open_ok(json, ""));
+        link_local_ok = 0;
+    }
+    /* next to them, but not them */
+    act_http_vtable.close(open_ok("{\"url\": \"http://169.253.1.1/\"}", ""));
+    act_http_vtable.close(open_ok("{\"url\": \"http://[fec0::1]/\"}", ""));
+    act_http_vtable.close(open_ok("{\"url\": \"http://100.100.100.201/\"}", ""));
+}
+
+/* A templated host that becomes a link-local address: the message fails before any I/O, even
+ * when the allow-list names that address. */
+Test(http, a_templated_host_that_is_link_local_fails_the_message) {
+    act_instance *inst = open_ok("{\"url\": \"http://${h}/x\"}", "hooks.example,169.254.169.254");
+    tmsg t;
+    mk(&t, "a/b", "{}", 1, (const char *[]){"http://169.254.169.254/x"});
+    expect_format_error(inst, &t, 1, "host 169.254.169.254, which is link-local");
+    char err[256];
+    size_t done = 7;
+    cr_assert_eq(deliver_all(inst, &t, 1, &done, err, sizeof err), ACT_FAIL);
+    cr_assert_eq(done, 0);
+    cr_assert(strstr(err, "link-local"), "%s", err);
+    act_http_vtable.close(inst);
+}
+
 Test(http, user_info_from_a_substitution_cannot_smuggle_another_host) {
     act_instance *inst = open_ok("{\"url\": \"http://${u}/in\"}", "hooks.example");
     tmsg t;
@@ -290,7 +354,7 @@ Test(http, header_count_and_key_length_are_limited) {
         n += (size_t)snprintf(json + n, sizeof json - n, "%s{\"key\": \"k%d\", \"value\": \"v\"}",
                               i ? "," : "", i);
     snprintf(json + n, sizeof json - n, "]}");
-    open_fails(json, "", "at most 100 headers");
+    open_fails(json, "", "\"headers\" has at most 100 items (101 given)");
     /* exactly 100 is fine: cut the last one */
     char *last = strrchr(json, '{');
     snprintf(last - 1, 4, "]}");
@@ -305,13 +369,13 @@ Test(http, header_count_and_key_length_are_limited) {
     key[257] = '\0';
     snprintf(json, sizeof json, "{\"url\": \"http://h/\", \"headers\": [{\"key\": \"%s\", "
                                 "\"value\": \"v\"}]}", key);
-    open_fails(json, "", "1 to 256 bytes");
+    open_fails(json, "", "\"headers[0].key\" is longer than 256 bytes");
     key[256] = '\0';
     snprintf(json, sizeof json, "{\"url\": \"http://h/\", \"headers\": [{\"key\": \"%s\", "
                                 "\"value\": \"v\"}]}", key);
     act_http_vtable.close(open_ok(json, ""));
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"\", \"value\": \"v\"}]}", "",
-               "1 to 256 bytes");
+               "\"headers[0].key\" must not be empty");
 }
 
 Test(http, literal_header_keys_must_be_tokens_and_not_framing_headers) {
@@ -322,16 +386,18 @@ Test(http, literal_header_keys_must_be_tokens_and_not_framing_headers) {
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"x\", "
                "\"value\": \"a\\r\\nb: c\"}]}", "", "CR or LF");
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"x\"}]}", "",
-               "string \"key\" and \"value\"");
+               "\"headers[0].value\" is required");
+    open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"a\", \"value\": \"b\"}, "
+               "{\"key\": \"x\", \"value\": 5}]}", "", "\"headers[1].value\" must be a string");
     open_fails("{\"url\": \"http://h/\", \"headers\": {\"x\": \"y\"}}", "", "must be an array");
 }
 
 Test(http, unknown_keys_are_refused_by_name) {
     open_fails("{\"url\": \"http://h/\", \"method\": \"PUT\"}", "", "unknown parameter \"method\"");
     open_fails("{\"url\": \"http://h/\", \"headers\": [{\"key\": \"a\", \"value\": \"b\", "
-               "\"name\": \"c\"}]}", "", "unknown header parameter \"name\"");
+               "\"name\": \"c\"}]}", "", "unknown parameter \"headers[0].name\" (known: key, value)");
     open_fails("{\"url\": \"http://h/\", \"batchConfig\": {\"maxBatchSize\": 5, \"size\": 1}}",
-               "", "unknown batchConfig parameter \"size\"");
+               "", "unknown parameter \"batchConfig.size\"");
 }
 
 Test(http, sigv4_auth_is_refused_with_a_clear_error) {
@@ -342,7 +408,8 @@ Test(http, sigv4_auth_is_refused_with_a_clear_error) {
 
 Test(http, url_is_required_and_at_most_2_kib) {
     open_fails("{\"headers\": []}", "", "\"url\" is required");
-    open_fails("{\"url\": 7}", "", "\"url\" is required");
+    open_fails("{\"url\": 7}", "", "\"url\" must be a string");
+    open_fails("{\"url\": \"\"}", "", "\"url\" must not be empty");
     char json[4096], path[2100];
     memset(path, 'p', sizeof path);
     path[2048 - strlen("http://h/")] = '\0';
@@ -604,6 +671,51 @@ Test(http, a_failed_request_stops_the_batch_at_its_first_message) {
     cr_assert(strstr(s.reqs[2], "\r\n\r\n[3,4]"), "%s", s.reqs[2]);
     cr_assert(strstr(s.reqs[3], "POST /a ") && strstr(s.reqs[3], "\r\n\r\n[5]"), "%s",
               s.reqs[3]);
+}
+
+/* DNS rebinding: an allowed name that resolves to a link-local address at connect time is
+ * refused where curl connects, for the address curl would actually connect to. The resolver's
+ * answers come from CURLOPT_RESOLVE, which fills curl's own DNS cache as a DNS reply would. */
+static act_result deliver_resolved(const char *resolve, int port, char *err, size_t cap) {
+    act_instance *inst = open_ok("{\"url\": \"http://rebind.test/${p}\"}", "rebind.test");
+    CURL *c = act_http__lane_handle((act_http *)inst, 0);
+    cr_assert_not_null(c);
+    struct curl_slist *r = curl_slist_append(NULL, resolve);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, r);
+    char url[128];
+    snprintf(url, sizeof url, "http://rebind.test:%d/x", port);
+    tmsg t;
+    mk(&t, "s", "{}", 1, (const char *[]){url});
+    size_t done = 9;
+    act_result res = deliver_all(inst, &t, 1, &done, err, cap);
+    cr_assert_eq(done, res == ACT_OK ? 1u : 0u);
+    act_http_vtable.close(inst);
+    curl_slist_free_all(r);
+    return res;
+}
+
+Test(http, a_name_that_resolves_to_a_refused_address_is_refused_at_connect_time) {
+    srv s;
+    srv_start(&s, (int[]){200}, 1);
+    char resolve[128], err[512];
+    /* control: resolved to the local server, the request goes out */
+    snprintf(resolve, sizeof resolve, "rebind.test:%d:127.0.0.1", s.port);
+    cr_assert_eq(deliver_resolved(resolve, s.port, err, sizeof err), ACT_OK, "%s", err);
+    static const char *const refused[] = {"169.254.169.254", "[fe80::1]",
+                                          "[::ffff:169.254.169.254]", "[fd00:ec2::254]"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(resolve, sizeof resolve, "rebind.test:%d:%s", s.port, refused[i]);
+        cr_assert_eq(deliver_resolved(resolve, s.port, err, sizeof err), ACT_FAIL, "%s: %s",
+                     refused[i], err);
+        cr_assert(strstr(err, "refused: it resolves to ") &&
+                      strstr(err, "refused unless actions.http.allowLinkLocal is set"),
+                  "%s", err);
+    }
+    /* several answers: the refused one is skipped, the good one used */
+    snprintf(resolve, sizeof resolve, "rebind.test:%d:169.254.169.254,127.0.0.1", s.port);
+    cr_assert_eq(deliver_resolved(resolve, s.port, err, sizeof err), ACT_OK, "%s", err);
+    srv_stop(&s);
+    cr_assert_eq(atomic_load(&s.nreq), 2, "only the two local answers reached the server");
 }
 
 Test(http, a_closed_port_is_a_transient_failure) {

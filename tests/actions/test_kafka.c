@@ -1,18 +1,25 @@
 /*
  * test_kafka.c -- the Kafka action without an external cluster: open() validation against
- * librdkafka's configuration, templates and format(), producer sharing, and deliveries to
- * librdkafka's in-process mock cluster (test.mock.num.brokers) and to a closed port.
+ * librdkafka's configuration and sluice's allow-list (what a rule may make librdkafka do),
+ * templates and format(), producer sharing, and deliveries to librdkafka's mock cluster
+ * (rdkafka_mock.h, in this process, on 127.0.0.1) and to a closed port.
  */
 #include <criterion/criterion.h>
 
 #include "action_test.h"
 
+#include <dlfcn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "action.h"
 #include "kafka/kafka_int.h"
+
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (kafka_int.h) */
 
 extern const act_vtable act_kafka_vtable;
 
@@ -20,8 +27,35 @@ extern const act_vtable act_kafka_vtable;
 
 /* Nothing listens on port 1: a producer pointed there connects in the background and fails. */
 #define NOWHERE "\"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\"}"
-#define MOCK "\"clientProperties\": {\"bootstrap.servers\": \"mock:1\", " \
-             "\"test.mock.num.brokers\": \"1\""
+
+/* A one-broker mock cluster in this process (each test runs in its own process), started on
+ * first use. Rules may not start one themselves (test.mock.* is refused): it listens. */
+static rd_kafka_t *mock_rk;
+static rd_kafka_mock_cluster_t *mock;
+
+static const char *mock_bootstraps(void) {
+    if (!mock) {
+        char err[256];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+        mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+        cr_assert_not_null(mock_rk, "%s", err);
+        mock = rd_kafka_mock_cluster_new(mock_rk, 1);
+        cr_assert_not_null(mock);
+    }
+    return rd_kafka_mock_cluster_bootstraps(mock);
+}
+
+static void mock_stop(void) {
+    if (mock)
+        rd_kafka_mock_cluster_destroy(mock);
+    if (mock_rk)
+        rd_kafka_destroy(mock_rk);
+    mock = NULL;
+    mock_rk = NULL;
+}
+
+TestSuite(kafka, .fini = mock_stop);
 
 static act_instance *open_json(const char *json, eng_error *e) {
     return act_test_open(&act_kafka_vtable, NULL, json, e);
@@ -33,6 +67,15 @@ static act_instance *open_ok(const char *json) {
     cr_assert_not_null(inst, "open failed for %s: %s", json, e.message);
     return inst;
 }
+
+/* open_ok() of the JSON fmt formats; "%s" in it is the mock cluster's bootstrap servers. */
+static act_instance *open_mock(const char *fmt) {
+    char json[2048];
+    snprintf(json, sizeof json, fmt, mock_bootstraps());
+    return open_ok(json);
+}
+
+#define MOCK "\"clientProperties\": {\"bootstrap.servers\": \"%s\""
 
 static void open_fails(const char *json, const char *needle) {
     eng_error e;
@@ -81,12 +124,12 @@ static char *format1(act_instance *inst, const act_msg *m, int *rc) {
 
 Test(kafka, open_requires_a_topic) {
     open_fails("{" NOWHERE "}", "\"topic\" is required");
-    open_fails("{\"topic\": \"\", " NOWHERE "}", "\"topic\" is required");
-    open_fails("{\"topic\": 7, " NOWHERE "}", "\"topic\" is required");
+    open_fails("{\"topic\": \"\", " NOWHERE "}", "\"topic\" must not be empty");
+    open_fails("{\"topic\": 7, " NOWHERE "}", "\"topic\" must be a string");
 }
 
 Test(kafka, open_requires_bootstrap_servers) {
-    open_fails("{\"topic\": \"t\"}", "bootstrap.servers");
+    open_fails("{\"topic\": \"t\"}", "\"clientProperties\" is required");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"acks\": \"all\"}}",
                "\"bootstrap.servers\" is required");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"\"}}",
@@ -95,11 +138,16 @@ Test(kafka, open_requires_bootstrap_servers) {
                "\"clientProperties\" must be an object");
 }
 
-Test(kafka, open_rejects_a_property_librdkafka_does_not_know_naming_it) {
+Test(kafka, open_rejects_a_property_not_on_the_allow_list_naming_it) {
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
                "\"linger.msec\": \"5\"}}",
-               "clientProperties \"linger.msec\" refused by librdkafka: No such configuration "
-               "property: \"linger.msec\"");
+               "clientProperties \"linger.msec\" is not one a rule may set");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"dr_msg_cb\": \"x\"}}",
+               "clientProperties \"dr_msg_cb\" is not one a rule may set");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
+               "\"offset.store.path\": \"/tmp/x\"}}",
+               "clientProperties \"offset.store.path\" is not one a rule may set");
 }
 
 Test(kafka, open_rejects_a_value_librdkafka_refuses_quoting_librdkafka) {
@@ -107,9 +155,6 @@ Test(kafka, open_rejects_a_value_librdkafka_refuses_quoting_librdkafka) {
                "\"acks\": \"sometimes\"}}",
                "clientProperties \"acks\" refused by librdkafka: Invalid value for "
                "configuration property \"request.required.acks\"");
-    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
-               "\"dr_msg_cb\": \"x\"}}",
-               "clientProperties \"dr_msg_cb\" refused by librdkafka");
 }
 
 Test(kafka, open_reports_conflicts_librdkafka_finds_when_creating_the_producer) {
@@ -128,7 +173,8 @@ Test(kafka, weaker_acks_without_idempotence_setting_turn_the_default_idempotence
 Test(kafka, open_refuses_properties_that_load_code_or_run_commands) {
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
                "\"sasl.kerberos.kinit.cmd\": \"touch /tmp/pwned\"}}",
-               "\"sasl.kerberos.kinit.cmd\" is not allowed: it runs a shell command");
+               "\"sasl.kerberos.kinit.cmd\" is not allowed: librdkafka pastes it into a shell "
+               "command (kinit) that it runs");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
                "\"plugin.library.paths\": \"/tmp/x.so\"}}",
                "\"plugin.library.paths\" is not allowed");
@@ -142,14 +188,14 @@ Test(kafka, open_rejects_unknown_parameters_and_bad_headers) {
     open_fails("{\"topic\": \"t\", \"headers\": {\"k\": \"v\"}, " NOWHERE "}",
                "\"headers\" must be an array");
     open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\"}], " NOWHERE "}",
-               "\"headers.value\" must be a string");
+               "\"headers[0].value\" is required");
     open_fails("{\"topic\": \"t\", \"headers\": [{\"key\": \"k\", \"value\": \"v\", "
                "\"x\": 1}], " NOWHERE "}",
-               "unknown header field \"x\"");
+               "unknown parameter \"headers[0].x\"");
     open_fails("{\"topic\": \"t\", \"key\": 5, " NOWHERE "}", "\"key\" must be a string");
     open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"h:1\", "
                "\"acks\": [1]}}",
-               "clientProperties \"acks\" must be a string");
+               "\"clientProperties.acks\" must be a string, a number or a boolean");
     cr_assert_eq(act_kafka__producer_count(), 0);
 }
 
@@ -175,6 +221,225 @@ Test(kafka, templates_are_topic_key_partition_then_header_pairs) {
     for (size_t i = 0; i < n; i++)
         cr_assert_str_eq(tpl[i], want[i]);
     act_kafka_vtable.close(a);
+}
+
+/* }====== */
+
+/* {====== the action boundary: what a rule can make librdkafka do
+ *
+ * Each hole is shown first against librdkafka itself (a control: the attack works on the
+ * library as installed, so a test that sees no marker is not vacuous), then refused by sluice
+ * with nothing run: the marker file a loaded library or a run command would leave never
+ * appears. */
+
+static char marker[64];
+
+static void marker_init(void) {
+    snprintf(marker, sizeof marker, "/tmp/sluice-marker-XXXXXX");
+    int fd = mkstemp(marker);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    unlink(marker);
+    setenv("SLUICE_MARKER_FILE", marker, 1);
+}
+
+static int marker_exists(void) {
+    struct stat st;
+    int there = stat(marker, &st) == 0;
+    unlink(marker);
+    return there;
+}
+
+/* rd_kafka_new() straight on librdkafka with the name/value pairs (NULL-terminated); waits up
+ * to 5 s for the marker (librdkafka runs kinit on its own thread). */
+static void raw_librdkafka(const char *const *kv) {
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "log_level", "0", err, sizeof err);
+    for (size_t i = 0; kv[i]; i += 2)
+        cr_assert_eq(rd_kafka_conf_set(c, kv[i], kv[i + 1], err, sizeof err), RD_KAFKA_CONF_OK,
+                     "%s: %s", kv[i], err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    struct stat st;
+    for (int i = 0; rk && i < 500 && stat(marker, &st) != 0; i++)
+        usleep(10000);
+    if (rk)
+        rd_kafka_destroy(rk);
+    else
+        rd_kafka_conf_destroy(c);
+}
+
+Test(kafka, ssl_providers_cannot_load_a_library) {
+    marker_init();
+    /* control: the marker library marks when loaded, and librdkafka loads what it is given */
+    void *h = dlopen(SLUICE_TEST_MARKER_SO, RTLD_NOW);
+    cr_assert_not_null(h, "%s", dlerror());
+    dlclose(h);
+    cr_assert(marker_exists(), "the marker library did not mark");
+    const char *attack[] = {"bootstrap.servers", "127.0.0.1:1", "security.protocol", "ssl",
+                            "ssl.providers", SLUICE_TEST_MARKER_SO, NULL};
+    raw_librdkafka(attack);
+    cr_assert(marker_exists(), "control: librdkafka did not load ssl.providers");
+
+    char json[1024];
+    snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+             "\"127.0.0.1:1\", \"security.protocol\": \"ssl\", \"ssl.providers\": \"%s\"}}",
+             SLUICE_TEST_MARKER_SO);
+    open_fails(json, "clientProperties \"ssl.providers\" is not allowed: it makes OpenSSL load "
+                     "a shared library into the service");
+    cr_assert_not(marker_exists(), "the rule was refused, but the library was loaded");
+    snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+             "\"127.0.0.1:1\", \"security.protocol\": \"ssl\", \"ssl.engine.location\": \"%s\"}}",
+             SLUICE_TEST_MARKER_SO);
+    open_fails(json, "\"ssl.engine.location\" is not allowed");
+    snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+             "\"127.0.0.1:1\", \"plugin.library.paths\": \"%s\"}}", SLUICE_TEST_MARKER_SO);
+    open_fails(json, "\"plugin.library.paths\" is not allowed");
+    cr_assert_not(marker_exists());
+}
+
+/* librdkafka 2.0.2 runs its kinit command, with sasl.kerberos.principal and keytab pasted in,
+ * through the shell when a GSSAPI producer starts. */
+Test(kafka, the_kinit_command_never_runs) {
+    marker_init();
+    char principal[200];
+    snprintf(principal, sizeof principal, "x; : > %s; :", marker);
+    /* control: the principal is run as a command (the kinit it is pasted into need not exist) */
+    const char *inject[] = {"bootstrap.servers", "127.0.0.1:1", "security.protocol",
+                            "sasl_plaintext", "sasl.kerberos.keytab", "/nonexistent",
+                            "sasl.kerberos.principal", principal, NULL};
+    raw_librdkafka(inject);
+    cr_assert(marker_exists(), "control: the principal was not run as a command");
+
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
+               "\"security.protocol\": \"sasl_plaintext\"}}",
+               "\"security.protocol\" sasl_plaintext needs \"sasl.mechanism\"");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
+               "\"security.protocol\": \"SASL_SSL\"}}",
+               "needs \"sasl.mechanism\"");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
+               "\"security.protocol\": \"sasl_plaintext\", \"sasl.mechanism\": \"GSSAPI\"}}",
+               "\"sasl.mechanism\" must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
+               "\"security.protocol\": \"sasl_plaintext\", \"sasl.mechanisms\": \"OAUTHBEARER\"}}",
+               "\"sasl.mechanisms\" must be PLAIN");
+    char json[1024];
+    snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+             "\"127.0.0.1:1\", \"security.protocol\": \"sasl_plaintext\", \"sasl.mechanism\": "
+             "\"PLAIN\", \"sasl.kerberos.principal\": \"%s\"}}", principal);
+    open_fails(json, "\"sasl.kerberos.principal\" is not allowed");
+    snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+             "\"127.0.0.1:1\", \"security.protocol\": \"sasl_plaintext\", \"sasl.mechanism\": "
+             "\"PLAIN\", \"sasl.kerberos.kinit.cmd\": \": > %s\"}}", marker);
+    open_fails(json, "\"sasl.kerberos.kinit.cmd\" is not allowed");
+    usleep(200 * 1000);
+    cr_assert_not(marker_exists(), "kinit ran for a refused rule");
+    /* name and password mechanisms run nothing */
+    act_instance *a = open_ok("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": "
+                              "\"127.0.0.1:1\", \"security.protocol\": \"sasl_plaintext\", "
+                              "\"sasl.mechanism\": \"SCRAM-SHA-256\", \"sasl.username\": \"u\", "
+                              "\"sasl.password\": \"p\"}}");
+    act_kafka_vtable.close(a);
+    cr_assert_not(marker_exists(), "kinit ran for a SCRAM producer");
+}
+
+Test(kafka, properties_that_listen_fetch_log_or_break_delivery_are_refused) {
+    static const struct {
+        const char *prop, *value, *msg;
+    } t[] = {
+        {"test.mock.num.brokers", "3", "the mock cluster listens on network ports"},
+        {"sasl.oauthbearer.token.endpoint.url", "http://169.254.169.254/", "fetch URLs"},
+        {"sasl.oauthbearer.method", "oidc", "fetch URLs"},
+        {"enable.sasl.oauthbearer.unsecure.jwt", "true", "OAUTHBEARER is not supported"},
+        {"debug", "all", "debug logs carry credentials"},
+        {"log_level", "7", "the service's logging"},
+        {"log.queue", "true", "the service's logging"},
+        {"delivery.report.only.error", "true", "delivery report of every message"},
+        {"ssl.engine.id", "dynamic", "engine"},
+        {"interceptors", "x", "loads code"},
+        {"statistics.interval.ms", "10", "is not one a rule may set"},
+        {"internal.termination.signal", "9", "is not one a rule may set"},
+        {"ssl.ca.certificate.stores", "Root", "is not one a rule may set"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": "
+                 "{\"bootstrap.servers\": \"127.0.0.1:1\", \"%s\": \"%s\"}}", t[i].prop,
+                 t[i].value);
+        open_fails(json, t[i].msg);
+    }
+    cr_assert_eq(act_kafka__producer_count(), 0);
+}
+
+/* Files only beneath actions.kafka.certDir, judged by where they really lead. */
+Test(kafka, file_properties_only_beneath_the_certificate_directory) {
+    act_test_certs c;
+    cr_assert_eq(act_test_certs_make(&c), 0);
+    static eng_host h;
+    h = act_test_host();
+    h.cert_dir = c.certs;
+    static const struct {
+        const char *value; /* %s: the base directory */
+        const char *msg;   /* NULL: accepted */
+    } t[] = {
+        {"%s/certs/ca.pem", NULL},
+        {"ca.pem", NULL},
+        {"probe", NULL},
+        {"%s/certs/../certs/ca.pem", NULL},
+        {"%s/secret.pem", "is not beneath the certificate directory"},
+        {"%s/certs/../secret.pem", "is not beneath the certificate directory"},
+        {"../secret.pem", "is not beneath the certificate directory"},
+        {"link.pem", "is not beneath the certificate directory"},
+        {"/etc/passwd", "is not beneath the certificate directory"},
+        {"missing.pem", "cannot be resolved: No such file or directory"},
+    };
+    const char *props[] = {"ssl.ca.location", "ssl.certificate.location", "ssl.key.location",
+                           "ssl.crl.location", "ssl.keystore.location"};
+    for (size_t p = 0; p < sizeof props / sizeof props[0]; p++) {
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+            if (!strcmp(t[i].value, "probe") && strcmp(props[p], "ssl.ca.location"))
+                continue;
+            char value[256], json[512];
+            snprintf(value, sizeof value, t[i].value, c.base);
+            snprintf(json, sizeof json, "{\"topic\": \"t\", \"clientProperties\": "
+                     "{\"bootstrap.servers\": \"127.0.0.1:1\", \"ssl.keystore.password\": \"x\", "
+                     "\"%s\": \"%s\"}}", props[p], value);
+            eng_error e;
+            act_instance *a = act_test_open(&act_kafka_vtable, &h, json, &e);
+            if (!t[i].msg) {
+                cr_expect_not_null(a, "%s = %s refused: %s", props[p], value, e.message);
+                if (a)
+                    act_kafka_vtable.close(a);
+            } else {
+                cr_expect_null(a, "%s = %s accepted", props[p], value);
+                cr_expect(a || strstr(e.message, t[i].msg), "%s = %s: %s", props[p], value,
+                          e.message);
+                if (a)
+                    act_kafka_vtable.close(a);
+            }
+        }
+    }
+    /* without a certificate directory, no file at all */
+    open_fails("{\"topic\": \"t\", \"clientProperties\": {\"bootstrap.servers\": \"127.0.0.1:1\", "
+               "\"ssl.ca.location\": \"/etc/ssl/certs\"}}",
+               "no certificate directory is configured (actions.kafka.certDir)");
+    act_test_certs_remove(&c);
+}
+
+Test(kafka, an_offline_host_validates_without_creating_a_producer) {
+    static eng_host h;
+    h = act_test_host();
+    h.offline = 1;
+    eng_error e;
+    act_instance *a = act_test_open(&act_kafka_vtable, &h, "{\"topic\": \"t\", "
+                                    "\"clientProperties\": {\"bootstrap.servers\": \"h:1\"}}",
+                                    &e);
+    cr_assert_not_null(a, "%s", e.message);
+    cr_assert_eq(act_kafka__producer_count(), 0, "an offline producer is never registered");
+    a->vt = &act_kafka_vtable;
+    act_kafka_vtable.close(a);
+    cr_assert_null(act_test_open(&act_kafka_vtable, &h, "{\"topic\": \"t\", \"clientProperties\": "
+                                 "{\"bootstrap.servers\": \"h:1\", \"debug\": \"all\"}}", &e));
 }
 
 /* }====== */
@@ -286,8 +551,8 @@ Test(kafka, instances_with_the_same_properties_share_one_producer) {
 /* {====== deliver() */
 
 Test(kafka, deliver_writes_a_batch_to_the_mock_cluster) {
-    act_instance *a = open_ok("{\"topic\": \"${t}\", \"key\": \"${k}\", \"headers\": "
-                              "[{\"key\": \"h\", \"value\": \"v\"}], " MOCK "}}");
+    act_instance *a = open_mock("{\"topic\": \"${t}\", \"key\": \"${k}\", \"headers\": "
+                                "[{\"key\": \"h\", \"value\": \"v\"}], " MOCK "}}");
     const char *f[] = {"unit", "dev-1", "h", "v"};
     msg m[50];
     const act_msg *batch[50];
@@ -304,7 +569,7 @@ Test(kafka, deliver_writes_a_batch_to_the_mock_cluster) {
 }
 
 Test(kafka, deliver_stops_at_the_first_message_that_cannot_be_sent) {
-    act_instance *a = open_ok("{\"topic\": \"${t}\", \"partition\": \"${p}\", " MOCK "}}");
+    act_instance *a = open_mock("{\"topic\": \"${t}\", \"partition\": \"${p}\", " MOCK "}}");
     const char *ok[] = {"unit", ""};
     const char *bad[] = {"unit", "one"};
     msg m[3];
@@ -322,8 +587,8 @@ Test(kafka, deliver_stops_at_the_first_message_that_cannot_be_sent) {
 }
 
 Test(kafka, deliver_fails_a_record_larger_than_message_max_bytes) {
-    act_instance *a = open_ok("{\"topic\": \"unit\", " MOCK ", \"message.max.bytes\": "
-                              "\"1000\"}}");
+    act_instance *a = open_mock("{\"topic\": \"unit\", " MOCK ", \"message.max.bytes\": "
+                                "\"1000\"}}");
     static char big[3000];
     memset(big, 'x', sizeof big - 1);
     const char *f[] = {"unit"};
@@ -342,7 +607,7 @@ Test(kafka, deliver_fails_a_record_larger_than_message_max_bytes) {
 }
 
 Test(kafka, deliver_fails_a_partition_the_topic_does_not_have) {
-    act_instance *a = open_ok("{\"topic\": \"unit\", \"partition\": \"${p}\", " MOCK "}}");
+    act_instance *a = open_mock("{\"topic\": \"unit\", \"partition\": \"${p}\", " MOCK "}}");
     const char *f0[] = {"unit", "0"};
     const char *f99[] = {"unit", "99"};
     msg m[2];

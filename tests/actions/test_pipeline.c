@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "action.h"
+#include "test_host.h"
 
 /* {====== a scripted sink */
 
@@ -78,7 +79,7 @@ static void probe_init(probe *p, size_t max_batch) {
 
 /* }====== */
 
-static eng_config cfg;
+static eng_host host; /* the pipelines' host: its retry policy and queue depth */
 static act_dlq *dlq;
 static char dir[64];
 static uint64_t revision = 3;
@@ -86,14 +87,14 @@ static uint64_t revision = 3;
 static int rm(const char *p, const struct stat *s, int f, struct FTW *w) { return remove(p); }
 
 static void setup(void) {
-    eng_config_defaults(&cfg);
-    cfg.retry_attempts = 5;
-    cfg.retry_base_ms = 1;
-    cfg.retry_max_ms = 4;
+    host = act_test_host();
+    host.retry_attempts = 5;
+    host.retry_base_ms = 1;
+    host.retry_max_ms = 4;
     snprintf(dir, sizeof dir, "/tmp/sluice-pipe-XXXXXX");
     cr_assert(mkdtemp(dir));
     eng_error e;
-    dlq = act_dlq_open(dir, 1 << 20, 3600, &e);
+    dlq = act_dlq_open(dir, 1 << 20, 3600, &host, &e);
     cr_assert(dlq, "%s", e.message);
 }
 
@@ -104,7 +105,7 @@ static void teardown(void) {
 
 static act_pipe *pipe_for(probe *p, act_pipe *error_pipe) {
     act_owner o = {.rule_name = "r1", .rule_revision = &revision, .index = 0,
-                   .error_pipe = error_pipe, .dlq = dlq, .cfg = &cfg};
+                   .error_pipe = error_pipe, .dlq = dlq, .host = &host};
     eng_error e;
     act_pipe *pp = act_pipe_new_take(&p->base, &o, &e);
     cr_assert(pp, "%s", e.message);
@@ -114,7 +115,7 @@ static act_pipe *pipe_for(probe *p, act_pipe *error_pipe) {
 /* The rule's error action, which pipe_for()'s pipes hand their failures to. */
 static act_pipe *error_pipe_for(probe *p) {
     act_owner o = {.rule_name = "r1", .rule_revision = &revision, .index = -1, .dlq = dlq,
-                   .cfg = &cfg};
+                   .host = &host};
     eng_error e;
     act_pipe *pp = act_pipe_new_take(&p->base, &o, &e);
     cr_assert(pp, "%s", e.message);
@@ -122,8 +123,7 @@ static act_pipe *error_pipe_for(probe *p) {
 }
 
 static void submit(act_pipe *pp, const char *topic, const char *payload) {
-    eng_msg *m = eng_msg_new(topic, strlen(topic), payload, strlen(payload), NULL, "dev-1",
-                             ENG_SRC_MQTT);
+    eng_msg *m = act_test_msg(topic, payload, "dev-1", ENG_SRC_MQTT);
     act_pipe_submit(pp, m, payload, strlen(payload), NULL, 0);
     eng_msg_free(m);
 }
@@ -219,12 +219,12 @@ Test(pipeline, exhausted_retries_record_every_attempt) {
     submit(pp, "t/x", "m");
     wait_done(pp, 1);
     act_pipe_free(pp);
-    cr_expect_eq(p.calls, cfg.retry_attempts);
+    cr_expect_eq(p.calls, host.retry_attempts);
     cJSON *l = dead_letters();
     cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItem(l, "records"), 0);
     cr_assert(r);
-    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "errors")), cfg.retry_attempts);
-    cr_expect_eq(cJSON_GetObjectItem(r, "attempts")->valuedouble, cfg.retry_attempts);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "errors")), host.retry_attempts);
+    cr_expect_eq(cJSON_GetObjectItem(r, "attempts")->valuedouble, host.retry_attempts);
     cr_expect(cJSON_GetObjectItem(r, "firstFailureAt")->valuedouble <=
               cJSON_GetObjectItem(r, "lastFailureAt")->valuedouble);
     cJSON_Delete(l);
@@ -325,7 +325,7 @@ Test(pipeline, a_failing_error_action_sends_the_original_to_the_dead_letters) {
 }
 
 Test(pipeline, a_full_queue_sends_the_overflow_down_the_failure_path) {
-    cfg.action_queue_depth = 2;
+    host.queue_depth = 2;
     probe p;
     probe_init(&p, 1);
     p.block_ms = 50;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "action.h"
@@ -113,17 +114,17 @@ Test(postgres, bad_statements_are_refused) {
     parse_fails("INSERT INTO t VALUES (${  })", "empty substitution");
 }
 
-Test(postgres, at_most_64_parameters) {
-    char text[2048] = "SELECT ";
-    for (int i = 0; i < 64; i++)
+Test(postgres, at_most_256_parameters) {
+    char text[4096] = "SELECT ";
+    for (int i = 0; i < 256; i++)
         sprintf(text + strlen(text), "%s${a%d}", i ? ", " : "", i);
     act_pg_stmt st = parse_ok(text);
-    cr_assert_eq(st.nparams, 64);
-    cr_assert(strstr(st.sql, ", $64") != NULL && !strstr(st.sql, "$65"));
-    cr_assert_str_eq(st.tpl[63], "${a63}");
+    cr_assert_eq(st.nparams, 256);
+    cr_assert(strstr(st.sql, ", $256") != NULL && !strstr(st.sql, "$257"));
+    cr_assert_str_eq(st.tpl[255], "${a255}");
     act_pg__stmt_deinit(&st);
-    strcat(text, ", ${a64}");
-    parse_fails(text, "more than 64");
+    strcat(text, ", ${a256}");
+    parse_fails(text, "more than 256");
 }
 
 /* }====== */
@@ -161,10 +162,10 @@ Test(postgres, open_rejects_bad_parameters) {
     const char *stmt = "\"statement\": \"INSERT INTO t VALUES (${a})\"";
     char j[512];
     open_fails("{\"statement\": \"SELECT 1\"}", "\"conninfo\" is required");
-    open_fails("{\"conninfo\": \"\", \"statement\": \"SELECT 1\"}", "\"conninfo\" is required");
-    open_fails("{\"conninfo\": \"dbname=x\"}", "\"statement\" is required");
-    open_fails("{\"conninfo\": \"dbname=x\", \"statement\": \"\"}", "empty");
-    snprintf(j, sizeof j, "{\"conninfo\": \"dbname=x\", %s, \"table\": \"t\"}", stmt);
+    open_fails("{\"conninfo\": \"\", \"statement\": \"SELECT 1\"}", "\"conninfo\" must not be empty");
+    open_fails("{\"conninfo\": \"host=127.0.0.1 dbname=x\"}", "\"statement\" is required");
+    open_fails("{\"conninfo\": \"host=127.0.0.1 dbname=x\", \"statement\": \"\"}", "empty");
+    snprintf(j, sizeof j, "{\"conninfo\": \"host=127.0.0.1 dbname=x\", %s, \"table\": \"t\"}", stmt);
     open_fails(j, "unknown parameter \"table\"");
     snprintf(j, sizeof j, "{\"conninfo\": \"host='unterminated\", %s}", stmt);
     open_fails(j, "does not parse");
@@ -172,14 +173,139 @@ Test(postgres, open_rejects_bad_parameters) {
     open_fails(j, "does not parse");
     const char *pools[] = {"0", "17", "\"2\"", "1.5"};
     for (size_t i = 0; i < 4; i++) {
-        snprintf(j, sizeof j, "{\"conninfo\": \"dbname=x\", %s, \"poolSize\": %s}", stmt,
+        snprintf(j, sizeof j, "{\"conninfo\": \"host=127.0.0.1 dbname=x\", %s, \"poolSize\": %s}", stmt,
                  pools[i]);
         open_fails(j, "\"poolSize\" must be an integer from 1 to 16");
     }
-    snprintf(j, sizeof j, "{\"conninfo\": \"dbname=x\", %s, \"batchSize\": 0}", stmt);
+    snprintf(j, sizeof j, "{\"conninfo\": \"host=127.0.0.1 dbname=x\", %s, \"batchSize\": 0}", stmt);
     open_fails(j, "\"batchSize\" must be an integer");
-    snprintf(j, sizeof j, "{\"conninfo\": \"dbname=x\", \"statement\": \"SELECT '${a}'\"}");
+    snprintf(j, sizeof j, "{\"conninfo\": \"host=127.0.0.1 dbname=x\", \"statement\": \"SELECT '${a}'\"}");
     open_fails(j, "inside a quoted SQL string");
+}
+
+/* }====== */
+
+/* {====== the conninfo boundary: what a rule may make libpq read or log in as */
+
+static eng_host pg_host;
+
+/* act_pg__conninfo() under pg_host; NULL when accepted, else the message. */
+static const char *conninfo_error(const char *conninfo, act_pg_params *p) {
+    static char err[600];
+    if (act_pg__conninfo(conninfo, &pg_host, p, err, sizeof err) == 0)
+        return NULL;
+    return err;
+}
+
+static void conninfo_refused(const char *conninfo, const char *needle) {
+    act_pg_params p;
+    const char *err = conninfo_error(conninfo, &p);
+    cr_assert_not_null(err, "accepted: %s", conninfo);
+    cr_assert(strstr(err, needle), "%s: \"%s\" lacks \"%s\"", conninfo, err, needle);
+    cr_assert_eq(p.n, 0);
+}
+
+static const char *param(const act_pg_params *p, const char *key) {
+    for (size_t i = 0; i < p->n; i++)
+        if (!strcmp(p->keys[i], key))
+            return p->vals[i];
+    return NULL;
+}
+
+Test(postgres, file_parameters_only_beneath_the_certificate_directory) {
+    act_test_certs c;
+    cr_assert_eq(act_test_certs_make(&c), 0);
+    pg_host = act_test_host();
+    const char *params[] = {"sslkey", "sslcert", "sslrootcert", "sslcrl", "sslcrldir",
+                            "passfile"};
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+        char ci[512];
+        /* no certificate directory: no file at all */
+        snprintf(ci, sizeof ci, "host=127.0.0.1 %s=%s", params[i], c.inside);
+        conninfo_refused(ci, "no certificate directory is configured");
+        pg_host.cert_dir = c.certs;
+        act_pg_params p;
+        const char *err = conninfo_error(ci, &p);
+        cr_assert_null(err, "%s: %s", ci, err);
+        cr_expect_str_eq(param(&p, params[i]), c.inside);
+        act_pg__params_deinit(&p);
+        snprintf(ci, sizeof ci, "host=127.0.0.1 %s=ca.pem", params[i]);
+        cr_assert_null(conninfo_error(ci, &p), "relative to the certificate directory");
+        cr_expect_str_eq(param(&p, params[i]), c.inside, "handed to libpq resolved");
+        act_pg__params_deinit(&p);
+        snprintf(ci, sizeof ci, "host=127.0.0.1 %s=%s", params[i], c.outside);
+        conninfo_refused(ci, "is not beneath the certificate directory");
+        snprintf(ci, sizeof ci, "host=127.0.0.1 %s=../secret.pem", params[i]);
+        conninfo_refused(ci, "is not beneath the certificate directory");
+        snprintf(ci, sizeof ci, "host=127.0.0.1 %s=link.pem", params[i]);
+        conninfo_refused(ci, "is not beneath the certificate directory");
+        snprintf(ci, sizeof ci, "postgresql://u@127.0.0.1/d?%s=/etc/passwd", params[i]);
+        conninfo_refused(ci, "is not beneath the certificate directory");
+        pg_host.cert_dir = "";
+    }
+    act_test_certs_remove(&c);
+}
+
+/* Files not given are set to a name that cannot exist: libpq never falls back to the service
+ * user's ~/.pgpass or ~/.postgresql/ client certificate. */
+Test(postgres, absent_files_never_fall_back_to_the_service_users_home) {
+    pg_host = act_test_host();
+    act_pg_params p;
+    const char *err = conninfo_error("postgresql://u@db.example:5433/d?sslmode=require", &p);
+    cr_assert_null(err, "%s", err);
+    const char *files[] = {"passfile", "sslcert", "sslkey", "sslrootcert", "sslcrl",
+                           "sslcrldir"};
+    for (size_t i = 0; i < 6; i++)
+        cr_expect_str_eq(param(&p, files[i]), "/dev/null/sluice-none", "%s", files[i]);
+    cr_expect_str_eq(param(&p, "gssencmode"), "disable");
+    cr_expect_str_eq(param(&p, "host"), "db.example");
+    cr_expect_str_eq(param(&p, "port"), "5433");
+    cr_expect_str_eq(param(&p, "sslmode"), "require");
+    cr_expect_str_eq(param(&p, "connect_timeout"), "10");
+    cr_expect_null(p.keys[p.n], "NULL-terminated for PQconnectdbParams");
+    act_pg__params_deinit(&p);
+}
+
+Test(postgres, sockets_services_kerberos_and_unknown_keywords_are_refused) {
+    pg_host = act_test_host();
+    conninfo_refused("dbname=x", "needs \"host\"");
+    conninfo_refused("host=/var/run/postgresql dbname=x", "names a Unix socket");
+    conninfo_refused("host=@sluice dbname=x", "names a Unix socket");
+    conninfo_refused("host=a.example,/tmp dbname=x", "names a Unix socket");
+    conninfo_refused("host=a.example,,b.example dbname=x", "names a Unix socket");
+    conninfo_refused("postgresql:///d?host=/tmp", "names a Unix socket");
+    conninfo_refused("host=127.0.0.1 service=prod", "\"service\" is not allowed");
+    conninfo_refused("host=127.0.0.1 krbsrvname=postgres", "\"krbsrvname\" is not allowed");
+    conninfo_refused("host=127.0.0.1 gsslib=gssapi", "\"gsslib\" is not allowed");
+    conninfo_refused("host=127.0.0.1 gssencmode=prefer", "\"gssencmode\" must be disable");
+    conninfo_refused("host=127.0.0.1 nosuchkey=1", "does not parse");
+    act_pg_params p;
+    cr_assert_null(conninfo_error("hostaddr=127.0.0.1 gssencmode=disable", &p));
+    act_pg__params_deinit(&p);
+}
+
+/* libpq would send the service's PGPASSWORD (or a PGSERVICE password) to the rule's server. */
+Test(postgres, the_services_password_is_never_lent_to_a_rule) {
+    pg_host = act_test_host();
+    setenv("PGPASSWORD", "the-service-secret", 1);
+    conninfo_refused("host=attacker.example user=postgres", "PGPASSWORD or PGSERVICE");
+    act_pg_params p;
+    cr_assert_null(conninfo_error("host=db.example user=u password=own", &p));
+    act_pg__params_deinit(&p);
+    unsetenv("PGPASSWORD");
+    setenv("PGSERVICE", "prod", 1);
+    conninfo_refused("host=attacker.example", "PGPASSWORD or PGSERVICE");
+    unsetenv("PGSERVICE");
+    cr_assert_null(conninfo_error("host=db.example user=u", &p), "no password, none to lend");
+    act_pg__params_deinit(&p);
+}
+
+Test(postgres, open_refuses_a_conninfo_that_reaches_past_the_boundary) {
+    open_fails("{\"conninfo\": \"host=127.0.0.1 sslkey=/etc/ssl/private/ssl-cert-snakeoil.key\", "
+               "\"statement\": \"SELECT 1\"}",
+               "postgres action: conninfo \"sslkey\": no certificate directory is configured");
+    open_fails("{\"conninfo\": \"dbname=x\", \"statement\": \"SELECT 1\"}",
+               "postgres action: conninfo needs \"host\"");
 }
 
 /* }====== */
@@ -189,7 +315,7 @@ Test(postgres, open_rejects_bad_parameters) {
 Test(postgres, format_binds_nulls_and_keeps_injection_text_as_a_parameter) {
     eng_error e;
     act_instance *inst = open_json(
-        "{\"conninfo\": \"dbname=x\", \"statement\": "
+        "{\"conninfo\": \"host=127.0.0.1 dbname=x\", \"statement\": "
         "\"INSERT INTO t(dev, temp, note) VALUES (${deviceId}, ${temperature}, ${note})\"}", &e);
     cr_assert_not_null(inst, "%s", e.message);
     const char *f1[] = {"x'); DROP TABLE t;--", "21.5", "say \"hi\"\n\\"};

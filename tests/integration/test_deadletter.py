@@ -61,7 +61,8 @@ class DeadLetters(unittest.TestCase):
         self.broker = Broker()
         self.tmp = tempfile.mkdtemp()
         self.data = os.path.join(self.tmp, "data")
-        self.sink_dir = os.path.join(self.tmp, "sink")  # does not exist yet
+        # beneath the file action's base directory (default <dataDir>/out); does not exist yet
+        self.sink_dir = os.path.join(self.data, "out", "sink")
         self.s = Sluice(self.broker.port, self.data, config=FAST_RETRY)
 
     def tearDown(self):
@@ -147,7 +148,7 @@ class DeadLetters(unittest.TestCase):
         self.assertEqual(got, [{"seq": 7, "extra": "e"}])
 
     def test_the_error_action_gets_aws_error_document(self):
-        errors = os.path.join(self.tmp, "errors.jsonl")
+        errors = os.path.join(self.data, "out", "errors.jsonl")
         post_rule(self.s, "ea", self.rule(os.path.join(self.sink_dir, "x.jsonl"),
                                           error_action={"file": {"path": errors}}))
         publish(self.s, "dev/e1/t", {"temperature": 99})

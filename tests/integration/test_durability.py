@@ -415,8 +415,9 @@ class Durability(unittest.TestCase):
         try:
             self.data = os.path.join(mnt, "data")
             cfg = self.config("batch", pg=False)
+            cfg["actions"]["file"] = {"baseDir": self.tmp}
             self.rule = {"sql": "SELECT * FROM 'load/#'", "awsIotSqlVersion": "2016-03-23",
-                         "actions": [{"file": {"path": out}}]}
+                         "actions": [{"file": {"path": "sink/out.jsonl"}}]}
             self.start(cfg)
             st, _, b = http("POST", self.s.url + "/rules/chaos", json.dumps(self.rule))
             self.assertEqual(st, 200, b)
