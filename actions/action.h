@@ -327,6 +327,11 @@ int act_pipe_submit(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
 void act_pipe_reject(act_pipe *p, eng_msg *in, const char *payload, size_t plen,
                      const char *err);
 
+/* 1 while some lane of some pipeline is at least half full with a healthy (delivering) sink:
+ * the sources stop reading until it drains. Lanes whose sink is failing do not count (their
+ * overflow takes the failure path). Thread: any. */
+int act_pipes_saturated(void);
+
 /* Messages queued or in delivery, over all lanes. Thread: any. */
 size_t act_pipe_depth(act_pipe *p);
 const act_pipe_stats *act_pipe_stats_of(const act_pipe *p);

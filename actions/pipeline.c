@@ -61,7 +61,17 @@ typedef struct lane {
     int id;
     uint64_t seed;
     int sink_down;       /* stopping and the sink failed: the rest goes to the failure path */
+    int failing;         /* guarded by mu: the head is being retried (the sink fails) */
+    int saturating;      /* guarded by mu: counted in nsaturated */
 } lane;
+
+/* Lanes that are at least half full while their sink is healthy (delivering, only slower than
+ * the input): the sources stop reading until they drain (act_pipes_saturated()). A lane whose
+ * sink is failing is not counted: a dead sink must not stall every other rule, so its overflow
+ * takes the failure path instead (isolation), as AWS's rules engine does. */
+static _Atomic int nsaturated;
+
+int act_pipes_saturated(void) { return atomic_load_explicit(&nsaturated, memory_order_relaxed) > 0; }
 
 struct act_pipe {
     act_instance *inst;  /* NULL once closed */
@@ -93,6 +103,25 @@ static int64_t wall_ms(void) {
 
 static lane *lane_of(act_pipe *p, const eng_msg *in) {
     return &p->lanes[eng_topic_hash(in->topic, in->topic_len) % (uint32_t)p->nlanes];
+}
+
+/* Recounts l in nsaturated. Called with l->mu held after len, failing or stop changed. */
+static void update_saturation(lane *l) {
+    int want = l->len >= l->p->cap / 2 && l->len > 0 && !l->failing && !l->stop;
+    if (want != l->saturating) {
+        l->saturating = want;
+        atomic_fetch_add_explicit(&nsaturated, want ? 1 : -1, memory_order_relaxed);
+    }
+}
+
+/* Marks l's sink failing (its head is retried) or healthy again. */
+static void set_failing(lane *l, int failing) {
+    if (l->failing == failing) /* only the delivering thread writes it */
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->failing = failing;
+    update_saturation(l);
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* The absolute CLOCK_REALTIME time ms from now, for pthread_cond_timedwait. */
@@ -424,6 +453,7 @@ static int queue_item(act_pipe *p, item *it) {
      * every arrival, which is what lets it stop early at max_batch) */
     if (l->len++ == 0 || p->inst->max_batch_open_ms > 0)
         pthread_cond_signal(&l->cv);
+    update_saturation(l);
     pthread_mutex_unlock(&l->mu);
     return 0;
 }
@@ -492,6 +522,8 @@ static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen
     if (!l->tail)
         l->tail = it;
     l->len++;
+    l->failing = 1;
+    update_saturation(l);
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     pthread_mutex_unlock(&l->busy);
@@ -621,6 +653,8 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
         for (size_t i = 0; i < done; i++)
             delivered(p, batch[off + i], t1);
         off += done;
+        if (done)
+            set_failing(l, 0);
         if (r == ACT_OK || off == n)
             continue;
         item *it = batch[off];
@@ -646,6 +680,7 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
             continue;
         }
         atomic_fetch_add_explicit(&p->stats.retries, 1, memory_order_relaxed);
+        set_failing(l, 1);
         /* told to stop while sleeping: the next attempt is the last one (see above) */
         backoff(l, act_retry_delay_ms(&p->retry, it->attempts, &l->seed));
     }
@@ -687,6 +722,7 @@ static void *lane_main(void *arg) {
             bytes += it->bytes;
             batch[n++] = it;
         }
+        update_saturation(l);
         atomic_store_explicit(&l->inflight, n, memory_order_relaxed);
         pthread_mutex_unlock(&l->mu);
         if (maxb == 0) { /* no memory for a batch: everything takes the failure path */
@@ -778,6 +814,7 @@ void act_pipe_close(act_pipe *p) {
     for (int i = 0; p->lanes && i < p->nlanes; i++) {
         pthread_mutex_lock(&p->lanes[i].mu);
         p->lanes[i].stop = 1;
+        update_saturation(&p->lanes[i]);
         pthread_cond_broadcast(&p->lanes[i].cv);
         pthread_mutex_unlock(&p->lanes[i].mu);
     }

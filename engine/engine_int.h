@@ -345,7 +345,8 @@ int eng_workers_submit_take(eng_workers *ws, eng_msg *m);
  * order within the chain is kept per worker. Returns 1 when some queue is at its bound.
  * Messages that find the workers stopped are released. Thread: any. */
 int eng_workers_submit_batch_take(eng_workers *ws, eng_msg *list);
-/* 1 while some queue is at or above its bound. Thread: any. */
+/* 1 while some worker queue is at or above its bound, or some action lane is half full with
+ * a healthy sink (act_pipes_saturated()): sources stop reading. Thread: any. */
 int eng_workers_saturated(eng_workers *ws);
 /* Waits up to timeout_ms until no queue is at its bound: 0, or -1 on timeout. Thread: any. */
 int eng_workers_wait_room(eng_workers *ws, int timeout_ms);

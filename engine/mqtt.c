@@ -473,8 +473,18 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid, int reason,
 
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,
                      const sql_mqtt_props *props, int hops, eng_mqtt_done_fn done, void *ud) {
-    if (mq->input_off || !atomic_load(&mq->out.connected))
+    if (mq->input_off)
         return -1;
+    if (!atomic_load(&mq->out.connected)) {
+        /* libmosquitto queues a QoS 1 message while it reconnects and sends it once it is
+         * back; with a completion we know how many wait, and take up to an action queue's
+         * worth, so a republish does not fail (and retry, or overflow) over a short outage */
+        pthread_mutex_lock(&mq->pmu);
+        int room = qos > 0 && done && mq->npend < (size_t)mq->cfg->action_queue_depth;
+        pthread_mutex_unlock(&mq->pmu);
+        if (!room)
+            return -1;
+    }
     mosquitto_property *pr = NULL;
     if (mq->cfg->mqtt_version == 5) { /* MQTT 3.1.1 has no properties: they are dropped */
         char h[16];

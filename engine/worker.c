@@ -140,7 +140,9 @@ int eng_workers_submit_batch_take(eng_workers *ws, eng_msg *list) {
     return full ? 1 : 0;
 }
 
-int eng_workers_saturated(eng_workers *ws) { return atomic_load(&ws->nfull) > 0; }
+int eng_workers_saturated(eng_workers *ws) {
+    return atomic_load(&ws->nfull) > 0 || act_pipes_saturated();
+}
 
 int eng_workers_wait_room(eng_workers *ws, int timeout_ms) {
     struct timespec dl;
@@ -152,9 +154,16 @@ int eng_workers_wait_room(eng_workers *ws, int timeout_ms) {
     while (atomic_load(&ws->nfull) > 0)
         if (pthread_cond_timedwait(&ws->room, &ws->room_mu, &dl) != 0)
             break;
-    int ok = atomic_load(&ws->nfull) == 0;
     pthread_mutex_unlock(&ws->room_mu);
-    return ok ? 0 : -1;
+    /* lanes draining below half do not signal: look again every few milliseconds */
+    while (act_pipes_saturated()) {
+        struct timespec now, nap = {0, 2000000};
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec >= dl.tv_nsec))
+            break;
+        nanosleep(&nap, NULL);
+    }
+    return eng_workers_saturated(ws) ? -1 : 0;
 }
 
 /* {====== hand-off to the actions */
