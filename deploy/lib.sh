@@ -1,4 +1,5 @@
 # deploy/lib.sh -- shared by run.sh and test.sh: the package list and the installer.
+# shellcheck shell=bash disable=SC2034
 # Sourced, not executed.
 
 # Everything sluice needs to build, test and run, from Debian 12's repositories.

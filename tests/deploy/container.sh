@@ -15,11 +15,21 @@ BASE=$(sed -n 's/^ARG BASE=//p' deploy/Dockerfile)
 [ -n "$BASE" ] || { echo "deploy/Dockerfile names no ARG BASE" >&2; exit 1; }
 IMAGE="localhost/sluice:smoke-$$"
 work=$(mktemp -d /var/tmp/sluice-image.XXXXXX)
+mkdir "$work/tmp"
+chmod 711 "$work" "$work/tmp"  # the smoke test's broker runs as mosquitto, its files are in there
+export TMPDIR="$work/tmp"      # smoke.py's rootfs and broker live there too
 PODMAN=(podman --root "$work/storage" --runroot "$work/run" --storage-driver overlay
         --events-backend file --cgroup-manager cgroupfs)
 
 cleanup() {
-  local rc=$?
+  local rc=$? p
+  # Whatever a killed smoke test left running: the processes rooted in, or started from, $work.
+  for p in /proc/[0-9]*; do
+    if [[ "$(readlink "$p/root" 2>/dev/null)" == "$work"/* ]] ||
+       { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q -- "$work/"; then
+      kill -9 "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
   "${PODMAN[@]}" rm -af >/dev/null 2>&1 || true
   "${PODMAN[@]}" rmi -af >/dev/null 2>&1 || true
   if grep -q " $work/" /proc/self/mountinfo; then

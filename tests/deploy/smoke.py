@@ -276,9 +276,9 @@ class Sluice:
                                   stderr=subprocess.STDOUT)
         self.logfile = log
 
-    def pid(self):
+    def pid(self, tries=100):
         """The entrypoint's pid on the host: unshare's child (sh and chroot exec into it)."""
-        for _ in range(100):
+        for _ in range(tries):
             for d in os.listdir("/proc"):
                 if d.isdigit():
                     try:
@@ -308,8 +308,14 @@ class Sluice:
         return self.p.returncode
 
     def kill(self):
+        """SIGKILL to the entrypoint, which takes its PID namespace down with it. (unshare's
+        --kill-child does not reach it: changing the uid clears the parent-death signal.)"""
         if self.p.poll() is None:
-            self.p.kill()  # --kill-child takes the namespace down with it
+            try:
+                os.kill(self.pid(tries=1), signal.SIGKILL)
+            except (Failure, ProcessLookupError):
+                pass
+            self.p.kill()
             self.p.wait(10)
         self.log.close()
 
@@ -354,6 +360,8 @@ def check_sluice(img, broker, work):
             pid = s.pid()
             with open(f"/proc/{pid}/status") as f:
                 status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            exe = os.path.basename(img.config["Entrypoint"][0])
+            check(status["Name"] == exe[:15], f"[{life}] the entrypoint is what runs", status["Name"])
             ids = status["Uid"].split() + status["Gid"].split()
             check(ids == [str(img.uid)] * 4 + [str(img.gid)] * 4, f"[{life}] runs as {img.uid}:{img.gid}, not root",
                   status["Uid"] + " / " + status["Gid"])
