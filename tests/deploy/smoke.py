@@ -35,6 +35,7 @@ ap.add_argument("--image", required=True)
 ap.add_argument("--podman", default="podman", help="the podman command, with its options")
 ARGS = ap.parse_args()
 sys.argv = sys.argv[:1]  # harness reads a sluice binary from argv; it is not used here
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from harness import Sub, free_port, pub, wait_port  # noqa: E402
 
 PODMAN = shlex.split(ARGS.podman)
