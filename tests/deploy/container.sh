@@ -43,7 +43,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-t0=$(date +%s)
+# CPU seconds used so far by this script and what it waited for (a figure that, unlike the wall
+# clock, does not grow when other work shares the machine).
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%d", ($12 + $13 + $14 + $15) / hz }' \
+          "/proc/$$/stat"; }
+t0=$(date +%s) c0=$(cpu)
 echo "-- base image $BASE: mmdebstrap --variant=minbase bookworm"
 # As Debian's own container images: dpkg without fsync (force-unsafe-io) and apt without
 # translations, which also speeds up the Dockerfile's stages. The Valid-Until check is off because
@@ -64,14 +68,14 @@ mmdebstrap --variant=minbase --mode=root --format=tar \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["bash"]' "$work/base.tar" "$BASE" >/dev/null
 rm -f "$work/base.tar"
-t1=$(date +%s)
+t1=$(date +%s) c1=$(cpu)
 
 echo "-- podman build -f deploy/Dockerfile (chroot isolation, base from the local store)"
 "${PODMAN[@]}" build --isolation=chroot --pull=never --format docker --layers=false \
   -f deploy/Dockerfile -t "$IMAGE" . > "$work/build.log" 2>&1 || {
   tail -n 60 "$work/build.log"; echo "podman build failed" >&2; exit 1; }
 grep -E '^runtime packages:' "$work/build.log" || true
-t2=$(date +%s)
+t2=$(date +%s) c2=$(cpu)
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
 base_size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$BASE")
 echo "image: $(( size / 1000000 )) MB ($(( base_size / 1000000 )) MB of it the Debian base," \
@@ -79,7 +83,7 @@ echo "image: $(( size / 1000000 )) MB ($(( base_size / 1000000 )) MB of it the D
 
 echo "-- smoke test: tests/deploy/smoke.py"
 python3 tests/deploy/smoke.py --image "$IMAGE" --podman "${PODMAN[*]}"
-t3=$(date +%s)
+t3=$(date +%s) c3=$(cpu)
 
 echo "-- the smoke test fails on broken images"
 broken() {  # name, expected failure, Containerfile lines after FROM
@@ -106,7 +110,8 @@ broken "exits at start" "sluice exited with" 'ENV SLUICE_LOG_LEVEL=loud'
 broken "does not serve" "the command is .serve." 'CMD ["version"]'
 broken "lets the user write its binary" "nothing outside the volume is writable" \
   'USER 0:0' 'RUN chown 10001 /usr/local/bin' 'USER 10001:10001'
-t4=$(date +%s)
+t4=$(date +%s) c4=$(cpu)
 
-echo "container image: base $((t1 - t0))s, build $((t2 - t1))s, smoke $((t3 - t2))s," \
-     "broken images $((t4 - t3))s, total $((t4 - t0))s"
+echo "container image, wall (CPU) seconds: base $((t1 - t0)) ($((c1 - c0))), build $((t2 - t1)) ($((c2 - c1)))," \
+     "smoke $((t3 - t2)) ($((c3 - c2))), broken images $((t4 - t3)) ($((c4 - c3)))," \
+     "total $((t4 - t0)) ($((c4 - c0)))"
