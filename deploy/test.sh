@@ -10,7 +10,8 @@ JOBS="$(nproc_or_2)"
 started=$(date +%s)
 
 # shellcheck disable=SC2086
-install_missing $SLUICE_BUILD_PKGS $SLUICE_TEST_PKGS
+install_missing $SLUICE_BUILD_PKGS $SLUICE_TEST_PKGS $SLUICE_DEPLOY_TEST_PKGS
+install_npm
 
 log "build (ASan + UBSan): build-asan/"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
@@ -54,6 +55,18 @@ python3 tests/conformance/check.py --bin build/engine/sluice tests/conformance/p
 if [ -x build/bench/eval_bench ]; then
   log "evaluation benchmark (short run; figures only)"
   build/bench/eval_bench --quick || echo "benchmark did not complete (not a test failure)"
+fi
+
+log "deployment files: deploy/k8s and deploy/compose.yaml against their schemas (tests/deploy)"
+(cd tests/deploy && npm ci --no-audit --no-fund --loglevel=error && node --test manifests.test.js)
+
+if [ "${SLUICE_IMAGE_TEST:-1}" = 0 ]; then
+  log "container image: SKIPPED (SLUICE_IMAGE_TEST=0)"
+else
+  log "container image: deploy/Dockerfile built with podman and run (tests/deploy/container.sh)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo bash tests/deploy/container.sh
 fi
 
 log "all tests passed in $(( $(date +%s) - started ))s"
