@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
-FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-60}"
+FUZZ_SECONDS="${SLUICE_FUZZ_SECONDS:-30}"
 JOBS="$(nproc_or_2)"
 started=$(date +%s)
 
