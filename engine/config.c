@@ -26,6 +26,7 @@ void eng_config_defaults(eng_config *c) {
     c->journal_interval_ms = 100;
     c->journal_max_bytes = 1024LL * 1024 * 1024;
     c->dlq_eval_errors = 1;
+    c->shadows_enabled = 1;
     snprintf(c->http_addr, sizeof c->http_addr, "127.0.0.1:8088");
     snprintf(c->data_dir, sizeof c->data_dir, "./data");
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -368,6 +369,16 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
             rc = deadletter_section(c, v, err, cap);
         else if (!strcmp(k, "ingest") && cJSON_IsObject(v))
             rc = ingest_section(c, v, err, cap);
+        else if (!strcmp(k, "shadows") && cJSON_IsObject(v)) {
+            const cJSON *en = cJSON_GetObjectItemCaseSensitive(v, "enabled");
+            if (cJSON_GetArraySize(v) != (en ? 1 : 0) || (en && !cJSON_IsBool(en))) {
+                snprintf(err, cap, "config: \"shadows\" takes one key, \"enabled\" (true or "
+                         "false)");
+                rc = -1;
+            } else if (en) {
+                c->shadows_enabled = cJSON_IsTrue(en);
+            }
+        }
         else {
             snprintf(err, cap, "config: unknown key \"%s\"", k);
             rc = -1;
@@ -425,6 +436,17 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
             return -1;
         }
         c->log_level = lv;
+    }
+    const char *sh = getenv("SLUICE_SHADOWS");
+    if (sh) {
+        if (!strcmp(sh, "off") || !strcmp(sh, "0") || !strcmp(sh, "false"))
+            c->shadows_enabled = 0;
+        else if (!strcmp(sh, "on") || !strcmp(sh, "1") || !strcmp(sh, "true"))
+            c->shadows_enabled = 1;
+        else {
+            snprintf(err, cap, "SLUICE_SHADOWS must be on or off");
+            return -1;
+        }
     }
     const char *jm = getenv("SLUICE_JOURNAL");
     if (jm) {

@@ -80,6 +80,7 @@ typedef struct eng_config {
     char instance_id[40];     /* this data dir's identity (<data_dir>/instance-id, a UUID) */
     uint64_t instance_hash;   /* of instance_id */
     int dlq_eval_errors;      /* a rule's evaluation error dead-letters the message (default 1) */
+    int shadows_enabled;      /* the device shadow service (default 1; SLUICE_SHADOWS=off) */
     char http_addr[128];      /* host:port, default 127.0.0.1:8088 */
     char data_dir[512];       /* default ./data */
     int workers;              /* default: number of online CPUs */
@@ -395,6 +396,8 @@ typedef void (*eng_mqtt_done_fn)(void *ud, int ok, const char *err);
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,
                      const sql_mqtt_props *props, int hops, eng_mqtt_done_fn done, void *ud);
 int eng_mqtt_connected(const eng_mqtt *mq);
+/* 1 when there is no MQTT at all (url "none"). Thread: any. */
+int eng_mqtt_offline(const eng_mqtt *mq);
 /* Stops reading (first step of shutdown): the PUBACKs of what was journaled go out, and the
  * input disconnects, keeping its session. */
 void eng_mqtt_stop_input(eng_mqtt *mq);
@@ -406,8 +409,11 @@ void eng_mqtt_free(eng_mqtt *mq);
 
 typedef struct act_dlq act_dlq;
 
+typedef struct eng_shadows eng_shadows;
+
 struct eng_env {
     const eng_config *cfg;
+    eng_shadows *shadows;   /* the device shadow service (engine/shadow/runtime.c); NULL: off */
     eng_journal *journal;   /* NULL: ingest.journal=off */
     act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
@@ -442,6 +448,24 @@ int eng_ingest_submit_take(eng_env *env, eng_msg *m);
  * the journal for the next start, and -1 is returned. Thread: the MQTT input, before it
  * connects (or main, without MQTT). */
 int eng_ingest_replay(eng_env *env, const _Atomic int *stop);
+
+/* {====== the device shadow service in the service (shadow/runtime.c; the rest: shadow.h) */
+
+/* Opens <data_dir>/shadows.db and starts the shadow threads. NULL with e set. Thread: main. */
+eng_shadows *eng_shadows_start(eng_env *env, eng_error *e);
+/* Answers what is queued, then stops. After the workers stopped. Thread: main. */
+void eng_shadows_stop(eng_shadows *sh);
+/* 1 when m is a shadow request ($aws/things/{thing}/shadow[/name/{shadow}]/{update,get,
+ * delete}). Thread: any. */
+int eng_shadows_is_request(const eng_msg *m);
+/* Queues request m (retained) for the shadow thread of its shadow; waits while that queue is
+ * full. Thread: worker. */
+void eng_shadows_submit(eng_shadows *sh, eng_msg *m);
+/* Counters for /metrics. Thread: any. */
+void eng_shadows_stats(eng_shadows *sh, uint64_t *requests, uint64_t *rejected,
+                       uint64_t *publish_failed);
+
+/* }====== */
 
 /* `sluice serve`: wires everything and runs until SIGTERM/SIGINT. Returns the exit code. */
 int eng_serve_main(int argc, char **argv);

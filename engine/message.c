@@ -98,7 +98,8 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
     char *p = (char *)(m->user + nuser);
 #define COPY(dst, src, n)                                                                          \
     do {                                                                                           \
-        memcpy(p, (src), (n));                                                                     \
+        if ((n) > 0) /* an empty MQTT payload comes as NULL */                                     \
+            memcpy(p, (src), (n));                                                                 \
         p[(n)] = '\0';                                                                             \
         (dst) = p;                                                                                 \
         p += (n) + 1;                                                                              \

@@ -529,6 +529,8 @@ int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_
 
 /* }====== */
 
+int eng_mqtt_offline(const eng_mqtt *mq) { return mq->input_off; }
+
 int eng_mqtt_connected(const eng_mqtt *mq) {
     if (mq->input_off)
         return 1;

@@ -14,6 +14,7 @@
  * to free old rule snapshots.
  */
 #include "engine_int.h"
+#include "shadow/shadow.h"
 
 #include "../actions/action.h"
 
@@ -25,8 +26,25 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* The rules' FROM filters, and the shadow service's request topics when it is on. */
 static void filters_changed(void *ud, const char *const *filters, size_t n) {
-    eng_mqtt_set_filters(ud, filters, n);
+    eng_env *env = ud;
+    if (!env->shadows) {
+        eng_mqtt_set_filters(env->mqtt, filters, n);
+        return;
+    }
+    size_t k = 0;
+    while (eng_shadow_request_filters[k])
+        k++;
+    const char **all = malloc((n + k) * sizeof *all);
+    if (!all) {
+        eng_mqtt_set_filters(env->mqtt, filters, n);
+        return;
+    }
+    memcpy(all, filters, n * sizeof *all);
+    memcpy(all + n, eng_shadow_request_filters, k * sizeof *all);
+    eng_mqtt_set_filters(env->mqtt, all, n + k);
+    free(all);
 }
 
 static int replay(void *ud, const _Atomic int *stop) { return eng_ingest_replay(ud, stop); }
@@ -111,7 +129,12 @@ int eng_serve_main(int argc, char **argv) {
     env.mqtt = eng_mqtt_new(&cfg, env.workers, env.journal);
     if (!env.mqtt)
         goto out;
-    eng_registry_on_filters(env.registry, filters_changed, env.mqtt);
+    if (cfg.shadows_enabled && !(env.shadows = eng_shadows_start(&env, &e))) {
+        eng_log(ENG_LOG_ERROR, "shadow.open", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
+    eng_registry_on_filters(env.registry, filters_changed, &env);
     if (eng_mqtt_start(env.mqtt) != 0)
         goto out;
     admin = eng_admin_start(&env, &e);
@@ -145,11 +168,14 @@ int eng_serve_main(int argc, char **argv) {
     eng_admin_stop(admin);
     admin = NULL;
     eng_workers_stop(env.workers);
+    eng_shadows_stop(env.shadows); /* answers what the workers handed over */
+    env.shadows = NULL;
     rc = 0;
 out:
     eng_admin_stop(admin);
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
+    eng_shadows_stop(env.shadows);
     /* freeing the rules drains every action pipeline; republish still needs the broker
      * connection then, and failures still need the dead-letter store */
     eng_registry_free(env.registry);

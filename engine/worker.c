@@ -220,6 +220,9 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
 
 static void process(wctx *w, sql_exec *x, eng_msg *m, act_fields *fb) {
     eng_registry *reg = w->ws->reg;
+    eng_shadows *sh = w->ws->env ? w->ws->env->shadows : NULL;
+    if (sh && eng_shadows_is_request(m))
+        eng_shadows_submit(sh, m); /* answered by the shadow threads; the rules still run */
     const eng_snapshot *s = eng_registry_acquire(reg, w->id);
     static const char ingest[] = "$aws/rules/";
     if (m->topic_len > sizeof ingest - 1 && !memcmp(m->topic, ingest, sizeof ingest - 1)) {
