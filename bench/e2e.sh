@@ -2,7 +2,7 @@
 # bench/e2e.sh -- end-to-end throughput, latency and CPU per message, measured in one run for:
 #   broker   the load generator publishing straight to the topic it measures (broker alone)
 #   relay    bench/relay: subscribe, scan for "temperature":, republish the bytes unchanged
-#   sluice   sluice serve with the seed rule and a republish action
+#   sluice   sluice serve with the seed rule and a republish action, with ingest.journal=batch and =off
 # each flooded (as fast as possible) and paced at 5 000 msgs/s. Private Mosquitto on a free
 # loopback port; everything is stopped at exit.
 # usage: bench/e2e.sh [BUILD_DIR]   (default build/; needs a Release build with benchmarks)
@@ -44,24 +44,30 @@ PY
 
 # half of the generated temperatures are above 50
 PAYLOAD='{"deviceId":"${device}","temperature":${rand:0:100},"humidity":${rand:0:100},"ts":${ts}}'
-echo "# e2e: $(nproc) cores, $N messages per flood run, ${PACED_SECONDS}s at 5000 msgs/s per paced run"
+QOS="${E2E_QOS:-1}"
+echo "# e2e: $(nproc) cores, QoS $QOS end to end, $N messages per flood run, ${PACED_SECONDS}s at 5000 msgs/s per paced run"
 
-run "broker flood" - 'direct/#' 'direct/${device}' --count "$N" --payload "$PAYLOAD"
-run "broker 5k/s" - 'direct/#' 'direct/${device}' --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
+run "broker flood" - 'direct/#' 'direct/${device}' --qos "$QOS" --count "$N" --payload "$PAYLOAD"
+run "broker 5k/s" - 'direct/#' 'direct/${device}' --qos "$QOS" --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
 
-"$RELAY" "$port" 0 & relay=$!; pids+=("$relay"); sleep 0.3
-run "relay flood" "$relay" 'out/#' 'sensors/${device}/telemetry' --count "$N" --payload "$PAYLOAD"
-run "relay 5k/s" "$relay" 'out/#' 'sensors/${device}/telemetry' --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
+"$RELAY" "$port" "$QOS" & relay=$!; pids+=("$relay"); sleep 0.3
+run "relay flood" "$relay" 'out/#' 'sensors/${device}/telemetry' --qos "$QOS" --count "$N" --payload "$PAYLOAD"
+run "relay 5k/s" "$relay" 'out/#' 'sensors/${device}/telemetry' --qos "$QOS" --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
 kill "$relay"
 
-http=$(free_port)
-SLUICE_MQTT_URL="mqtt://127.0.0.1:$port" SLUICE_HTTP_ADDR="127.0.0.1:$http" SLUICE_DATA_DIR="$work/data" \
-  SLUICE_LOG_LEVEL=warn "$SLUICE" serve > "$work/sluice.log" 2>&1 & sl=$!; pids+=("$sl")
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-if ! curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; then
-  echo "sluice: not measured (serve not available)"; exit 0
-fi
-curl -fs -X POST "http://127.0.0.1:$http/rules/seed" -d '{"sql": "SELECT temperature, humidity, deviceId, ts FROM '"'"'sensors/+/telemetry'"'"' WHERE temperature > 50.0", "awsIotSqlVersion": "2016-03-23", "actions": [{"republish": {"topic": "out/${deviceId}", "qos": 0}}]}' >/dev/null
-sleep 0.3
-run "sluice flood" "$sl" 'out/#' 'sensors/${device}/telemetry' --count "$N" --payload "$PAYLOAD"
-run "sluice 5k/s" "$sl" 'out/#' 'sensors/${device}/telemetry' --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
+# sluice with each ingest.journal mode: batch (fdatasync before the PUBACK, the default) and off
+for journal in ${E2E_JOURNALS:-batch off}; do
+  http=$(free_port)
+  rm -rf "$work/data"
+  SLUICE_MQTT_URL="mqtt://127.0.0.1:$port" SLUICE_HTTP_ADDR="127.0.0.1:$http" SLUICE_DATA_DIR="$work/data" \
+    SLUICE_JOURNAL="$journal" SLUICE_LOG_LEVEL=warn "$SLUICE" serve > "$work/sluice.log" 2>&1 & sl=$!; pids+=("$sl")
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! curl -fs "http://127.0.0.1:$http/readyz" >/dev/null 2>&1; then
+    echo "sluice: not measured (serve not available)"; exit 0
+  fi
+  curl -fs -X POST "http://127.0.0.1:$http/rules/seed" -d '{"sql": "SELECT temperature, humidity, deviceId, ts FROM '"'"'sensors/+/telemetry'"'"' WHERE temperature > 50.0", "awsIotSqlVersion": "2016-03-23", "actions": [{"republish": {"topic": "out/${deviceId}", "qos": '"$QOS"'}}]}' >/dev/null
+  sleep 0.3
+  run "sluice $journal flood" "$sl" 'out/#' 'sensors/${device}/telemetry' --qos "$QOS" --count "$N" --payload "$PAYLOAD"
+  run "sluice $journal 5k/s" "$sl" 'out/#' 'sensors/${device}/telemetry' --qos "$QOS" --rate 5000 --duration "$PACED_SECONDS" --payload "$PAYLOAD"
+  kill "$sl"; wait "$sl" 2>/dev/null || true
+done
