@@ -12,6 +12,7 @@
 #include "engine_int.h"
 
 #include "../actions/action.h"
+#include "api/api.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -44,6 +45,11 @@ int eng_serve_main(int argc, char **argv) {
         return 64;
     }
     eng_log_set_level(cfg.log_level);
+    /* the secure default: nothing is opened before it passes */
+    if (eng_api_check_exposure(&cfg, err, sizeof err)) {
+        fprintf(stderr, "sluice serve: %s\n", err);
+        return 64;
+    }
 
     sigset_t sigs;
     sigemptyset(&sigs);
