@@ -15,38 +15,47 @@
 
 /* {====== authentication statuses */
 
-/*  X(name,          status, x-amzn-ErrorType,                      default message) */
+/*  X(name,          status, x-amzn-ErrorType, default message, metrics label) */
 #define ENG_AUTH_STATUS_MAP(X)                                                                  \
-    X(OK,            200, NULL, "")                                                             \
-    X(E_MISSING,     403, "MissingAuthenticationTokenException", "Missing Authentication Token")\
+    X(OK,            200, NULL, "", "ok")                                                       \
+    X(E_MISSING,     403, "MissingAuthenticationTokenException", "Missing Authentication Token",\
+      "missing")                                                                                \
     X(E_INCOMPLETE,  403, "IncompleteSignatureException",                                       \
-      "the Authorization header is not a well-formed AWS Signature Version 4 header")           \
+      "the Authorization header is not a well-formed AWS Signature Version 4 header",           \
+      "malformed")                                                                              \
     X(E_UNKNOWN_KEY, 403, "UnrecognizedClientException",                                        \
-      "The security token included in the request is invalid.")                                \
+      "The security token included in the request is invalid.", "unknown_key")                 \
     X(E_SIGNATURE,   403, "InvalidSignatureException",                                          \
       "The request signature we calculated does not match the signature you provided. Check "   \
       "your AWS Secret Access Key and signing method. Consult the service documentation for "   \
-      "details.")                                                                               \
-    X(E_EXPIRED,     403, "InvalidSignatureException", "Signature expired")                     \
-    X(E_TOKEN,       401, "UnauthorizedException", "a valid bearer token is required")          \
-    X(E_DENIED,      403, "AccessDeniedException", "not authorized to perform this call")
+      "details.", "bad_signature")                                                              \
+    X(E_EXPIRED,     403, "InvalidSignatureException", "Signature expired", "expired")          \
+    X(E_TOKEN,       401, "UnauthorizedException", "a valid bearer token is required",          \
+      "bad_token")                                                                              \
+    X(E_DENIED,      403, "AccessDeniedException", "not authorized to perform this call",       \
+      "denied")
 
 enum {
-#define X(name, status, type, msg) ENG_AUTH_I_##name,
+#define X(name, status, type, msg, label) ENG_AUTH_I_##name,
     ENG_AUTH_STATUS_MAP(X)
 #undef X
     ENG_AUTH_COUNT_
 };
 enum {
-#define X(name, status, type, msg) ENG_AUTH_##name = -ENG_AUTH_I_##name,
+#define X(name, status, type, msg, label) ENG_AUTH_##name = -ENG_AUTH_I_##name,
     ENG_AUTH_STATUS_MAP(X)
 #undef X
 };
 
-/* The HTTP status, error type and default message of an ENG_AUTH_* code. Thread: any. */
+/* The HTTP status, error type, default message and metrics label of an ENG_AUTH_* code.
+ * Thread: any. */
 int eng_auth_status(int code);
 const char *eng_auth_type(int code);
 const char *eng_auth_message(int code);
+const char *eng_auth_label(int code);
+/* Requests refused with code since start (GET /metrics). Thread: any. */
+uint64_t eng_auth_refused(int code);
+void eng_auth_count_refusal(int code);
 
 /* }====== */
 
@@ -148,15 +157,17 @@ extern const eng_route eng_api_routes[];
  * makes it return (size_t)-1. '+' stays '+'. Thread: any. */
 size_t eng_api__unescape(const char *s, size_t n, char *out, int strict);
 /* The next pair of a raw query string ("k=v&k2=v2"), skipping empty ones: key and value spans
- * (a pair without '=' has an empty value). Advances *q; returns 0 when there is none left. */
+ * (a pair without '=' has an empty value). Advances *q; returns 0 when there is none left.
+ * Thread: any. */
 int eng_api__query_next(const char **q, const char **k, size_t *kl, const char **v, size_t *vl);
 
 /* The first value of query parameter key, decoded, or NULL. Thread: any. */
 const char *eng_api__arg(const eng_api_call *c, const char *key);
-/* The first header called name (any case), or NULL. */
+/* The first header called name (any case), or NULL. Thread: any. */
 const char *eng_api__header(const eng_api_request *rq, const char *name);
 
-/* Responses. Each replaces what rs held. The body is copied unless the name says _take. */
+/* Responses. Each replaces what rs held. The body is copied unless the name says _take.
+ * Thread: any. */
 void eng_api__reply(eng_api_response *rs, int status, const char *ctype, const char *body,
                     size_t len);
 void eng_api__json(eng_api_response *rs, int status, const char *json);
@@ -167,7 +178,8 @@ void eng_api__fail(eng_api_response *rs, int status, const char *type, const cha
 /* An eng_error: AWS's shape, with line, column, offset and length for SqlParseException. */
 void eng_api__error(eng_api_response *rs, const eng_error *e);
 
-/* The handlers, by file. */
+/* The handlers, by file: each reads c (decoded parameters, query, body) and fills rs. Thread:
+ * any (a connection's own thread; the registry serializes changes). */
 void eng_api__health(eng_api_call *c, eng_api_response *rs);      /* routes_ops.c */
 void eng_api__ready(eng_api_call *c, eng_api_response *rs);
 void eng_api__metrics(eng_api_call *c, eng_api_response *rs);

@@ -29,23 +29,29 @@
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 static const struct {
     int status;
-    const char *type, *message;
+    const char *type, *message, *label;
 } statuses[] = {
-#define X(name, status, type, msg) {status, type, msg},
+#define X(name, status, type, msg, label) {status, type, msg, label},
     ENG_AUTH_STATUS_MAP(X)
 #undef X
 };
+
+static _Atomic uint64_t refused[ENG_AUTH_COUNT_];
 
 static int index_of(int code) { return code <= 0 && -code < ENG_AUTH_COUNT_ ? -code : 0; }
 int eng_auth_status(int code) { return statuses[index_of(code)].status; }
 const char *eng_auth_type(int code) { return statuses[index_of(code)].type; }
 const char *eng_auth_message(int code) { return statuses[index_of(code)].message; }
+const char *eng_auth_label(int code) { return statuses[index_of(code)].label; }
+uint64_t eng_auth_refused(int code) { return atomic_load(&refused[index_of(code)]); }
+void eng_auth_count_refusal(int code) { atomic_fetch_add(&refused[index_of(code)], 1); }
 
 static const char *const services[] = {"iot", "execute-api", "iotdata"};
 

@@ -239,6 +239,7 @@ static char *decode(const char *s, size_t n, int strict, int *bad) {
 /* {====== the two steps */
 
 static void refuse(eng_api_request *rq, eng_api_response *rs, int code, const char *msg) {
+    eng_auth_count_refusal(code);
     eng_api__fail(rs, eng_auth_status(code), eng_auth_type(code), "%s", msg);
     if (code == ENG_AUTH_E_TOKEN) {
         rs->headers[0].name = "WWW-Authenticate";

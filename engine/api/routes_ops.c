@@ -169,6 +169,11 @@ void eng_api__metrics(eng_api_call *c, eng_api_response *rs) {
         fprintf(f, "sluice_rule_errors_total{rule=\"%s\"} %llu\n", v[i]->name,
                 (unsigned long long)atomic_load(&v[i]->errors));
     put_action_metrics(f, v, n);
+    fprintf(f, "# HELP sluice_http_refused_total REST requests refused by authentication, by "
+               "reason.\n# TYPE sluice_http_refused_total counter\n");
+    for (int code = ENG_AUTH_E_MISSING; code > -ENG_AUTH_COUNT_; code--)
+        fprintf(f, "sluice_http_refused_total{reason=\"%s\"} %llu\n", eng_auth_label(code),
+                (unsigned long long)eng_auth_refused(code));
     act_dlq_stats ds = {0};
     if (env->dlq)
         act_dlq_stats_get(env->dlq, &ds);

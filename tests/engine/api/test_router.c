@@ -326,3 +326,16 @@ Test(router_signed, bearer_tokens) {
 }
 
 /* }====== */
+
+Test(router_signed, refusals_are_counted_for_metrics) {
+    eng_api_response rs = simple("GET", "/rules", NULL, NULL);
+    expect(&rs, 403, "MissingAuthenticationTokenException");
+    rs = as("AKIDNOBODY", "x", "GET", "/rules", NULL, NULL, NULL);
+    expect(&rs, 403, "UnrecognizedClientException");
+    rs = as("AKIDREAD", "reader-secret", "GET", "/metrics", NULL, NULL, NULL);
+    cr_expect(rs.body && strstr(rs.body, "sluice_http_refused_total{reason=\"missing\"} 1\n") &&
+                  strstr(rs.body, "sluice_http_refused_total{reason=\"unknown_key\"} 1\n") &&
+                  strstr(rs.body, "sluice_http_refused_total{reason=\"denied\"} 0\n"),
+              "%s", rs.body);
+    expect(&rs, 200, NULL);
+}
