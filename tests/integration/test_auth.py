@@ -343,10 +343,11 @@ def in_private_netns(script, env):
                           env=env, capture_output=True, text=True, timeout=120)
 
 
-NETNS = subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+NETNS = bool(shutil.which("unshare") and shutil.which("ip")) and \
+    subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
 
 
-@unittest.skipUnless(NETNS, "needs unshare --net (root)")
+@unittest.skipUnless(NETNS, "needs unshare --net (root, util-linux) and ip (iproute2)")
 class SecureDefault(unittest.TestCase):
     # a broker of its own in the namespace, so that sluice connects and stops promptly
     SERVE = ('mosquitto -p 1883 > /dev/null 2>&1 & mpid=$!; '
