@@ -109,15 +109,19 @@ class WithCredentials(unittest.TestCase):
     def setUpClass(cls):
         cls.broker = Broker()
         cls.data = tempfile.mkdtemp()
-        cls.s = Sluice(cls.broker.port, cls.data, config=AUTH_CONFIG, env_extra=AUTH_ENV)
+        # every log line, refusals included, to check that no secret is among them
+        cls.s = Sluice(cls.broker.port, cls.data, config=AUTH_CONFIG,
+                       env_extra=dict(AUTH_ENV, SLUICE_LOG_LEVEL="debug"))
 
     @classmethod
     def tearDownClass(cls):
         rc = cls.s.stop()
         cls.broker.stop()
-        logs = cls.s.logs()
         shutil.rmtree(cls.data, ignore_errors=True)
-        assert rc == 0, logs
+        with open(cls.s.log.name, encoding="utf-8", errors="replace") as f:
+            logs = f.read()
+        assert rc == 0, logs[-3000:]
+        assert "http.refused" in logs and "access key AKIDNOBODY" in logs, "refusals are logged"
         for secret in (ADMIN[1], PUBLISHER[1], READER[1], ADMIN_TOKEN, READER_TOKEN):
             assert secret not in logs, "a secret in the logs"
 
