@@ -85,7 +85,7 @@ typedef struct eng_api_response {
 /* A router over env's services and env->cfg's credentials and tokens (both borrowed; they
  * must outlive it). NULL with e set on OOM. Thread: main. */
 eng_api *eng_api_new(eng_env *env, eng_error *e);
-void eng_api_free(eng_api *api);
+void eng_api_free(eng_api *api); /* NULL is a no-op */
 
 /* First step (headers only). Returns 1 when rs holds the final response (refused, or no
  * such route): send it without reading the body. Returns 0 when the body is to be read, at
@@ -98,13 +98,14 @@ void eng_api_dispatch(eng_api *api, eng_api_request *rq, eng_api_response *rs);
 /* Both steps on a complete request. Thread: any. */
 void eng_api_handle(eng_api *api, eng_api_request *rq, eng_api_response *rs);
 
+/* Frees the body rs owns (rs can be filled again). Thread: any. */
 void eng_api_response_deinit(eng_api_response *rs);
 
 /* Parses a listen address: "host:port", "[v6]:port", "localhost:port", ":port" (every IPv4
  * address). Returns 0 and fills ss, or -1 with a message in err. Thread: any. */
 int eng_api_parse_addr(const char *addr, struct sockaddr_storage *ss, socklen_t *len, char *err,
                        size_t cap);
-/* 1 when ss is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). */
+/* 1 when ss is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). Thread: any. */
 int eng_api_addr_is_loopback(const struct sockaddr_storage *ss);
 /* The secure default: with no credential and no token configured, the REST API may listen
  * only on loopback, unless cfg->insecure_no_auth. Returns 0, or -1 with a message that says
