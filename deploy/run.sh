@@ -38,12 +38,18 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 for _ in $(seq 100); do curl -fs "http://$SLUICE_HTTP_ADDR/healthz" >/dev/null && break; sleep 0.1; done
 
+# the example rules go in as admin: with the admin token, or signed with the admin credential
+auth=()
+if [ -n "${SLUICE_ADMIN_TOKEN:-}" ]; then
+  auth=(-H "Authorization: Bearer $SLUICE_ADMIN_TOKEN")
+elif [ -n "${SLUICE_ACCESS_KEY_ID:-}" ]; then
+  auth=(--aws-sigv4 "aws:amz:us-east-1:iot" --user "$SLUICE_ACCESS_KEY_ID:${SLUICE_SECRET_ACCESS_KEY:-}")
+fi
 for f in deploy/examples/*.json; do
   [ "$(basename "$f")" = sluice.json ] && continue
   name=$(basename "$f" .json)
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://$SLUICE_HTTP_ADDR/rules/$name" \
-         -H 'Content-Type: application/json' ${SLUICE_ADMIN_TOKEN:+-H "Authorization: Bearer $SLUICE_ADMIN_TOKEN"} \
-         --data-binary "@$f")
+         -H 'Content-Type: application/json' "${auth[@]}" --data-binary "@$f")
   case "$code" in
     200) echo "example rule $name created" ;;
     409) echo "example rule $name already exists" ;;

@@ -1,15 +1,18 @@
 /*
  * config.c -- the service configuration: DESIGN.md's defaults, a JSON file, then the
  * environment, each overriding the one before. Unknown keys in the file are an error, so a
- * typo never silently leaves a default in place.
+ * typo never silently leaves a default in place. Secrets (secret access keys, tokens,
+ * passwords) never appear in an error message: the message names the key instead.
  */
 #include "engine_int.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 void eng_config_defaults(eng_config *c) {
@@ -45,6 +48,22 @@ void eng_config_defaults(eng_config *c) {
     c->http_connect_timeout_ms = 3000;
     c->dlq_max_bytes = 1024LL * 1024 * 1024;
     c->dlq_max_age_s = 7LL * 24 * 3600;
+    c->http_max_connections = 256;
+    c->http_max_per_client = 64;
+    c->http_timeout_s = 30;
+}
+
+static const char *const role_names[] = {"", "reader", "publisher", "admin"}; /* ORDER ENG_ROLE */
+
+int eng_role_parse(const char *s) {
+    for (int r = ENG_ROLE_READER; r <= ENG_ROLE_ADMIN; r++)
+        if (!strcmp(s, role_names[r]))
+            return r;
+    return -1;
+}
+
+const char *eng_role_name(int role) {
+    return role >= ENG_ROLE_READER && role <= ENG_ROLE_ADMIN ? role_names[role] : "none";
 }
 
 static int set_str(char *dst, size_t cap, const cJSON *v, const char *key, char *err,
@@ -316,6 +335,193 @@ static int deadletter_section(eng_config *c, const cJSON *m, char *err, size_t c
     return 0;
 }
 
+static int http_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "addr"))
+            rc = set_str(c->http_addr, sizeof c->http_addr, v, "http.addr", err, cap);
+        else if (!strcmp(k, "maxConnections"))
+            rc = set_int(&c->http_max_connections, v, "http.maxConnections", 1, 100000, err,
+                         cap);
+        else if (!strcmp(k, "maxConnectionsPerClient"))
+            rc = set_int(&c->http_max_per_client, v, "http.maxConnectionsPerClient", 1, 100000,
+                         err, cap);
+        else if (!strcmp(k, "timeoutSeconds"))
+            rc = set_int(&c->http_timeout_s, v, "http.timeoutSeconds", 1, 3600, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"http.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* An access key id goes into the Credential= part of an Authorization header, so it may not
+ * hold the characters that delimit it there. */
+static int key_id_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n >= sizeof ((eng_credential *)0)->access_key_id)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+            return 0;
+    return 1;
+}
+
+/* A secret or a token: printable ASCII without spaces (it travels in a header or is typed
+ * into `aws configure`), bounded. */
+static int secret_ok(const char *s, size_t cap) {
+    size_t n = strlen(s);
+    if (n == 0 || n >= cap)
+        return 0;
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~')
+            return 0;
+    return 1;
+}
+
+/* Adds the credential, or replaces the secret and role of the one with the same key id (the
+ * environment overrides the file). */
+static int add_credential(eng_config *c, const char *id, const char *secret, int role,
+                          const char *where, char *err, size_t cap) {
+    if (!key_id_ok(id)) {
+        snprintf(err, cap, "%s: an access key id is 1 to 128 letters, digits, '.', '_' or '-'",
+                 where);
+        return -1;
+    }
+    if (!secret_ok(secret, sizeof c->credentials[0].secret)) {
+        snprintf(err, cap, "%s: the secret access key of %s must be 1 to 128 printable "
+                 "characters without spaces", where, id);
+        return -1;
+    }
+    size_t i = 0;
+    while (i < c->ncredentials && strcmp(c->credentials[i].access_key_id, id))
+        i++;
+    if (i == ENG_AUTH_MAX) {
+        snprintf(err, cap, "%s: at most %d credentials", where, ENG_AUTH_MAX);
+        return -1;
+    }
+    eng_credential *cr = &c->credentials[i];
+    snprintf(cr->access_key_id, sizeof cr->access_key_id, "%s", id);
+    snprintf(cr->secret, sizeof cr->secret, "%s", secret);
+    cr->role = role;
+    if (i == c->ncredentials)
+        c->ncredentials++;
+    return 0;
+}
+
+/* Adds the token, or gives an equal one the new role. */
+static int add_token(eng_config *c, const char *token, int role, const char *where, char *err,
+                     size_t cap) {
+    if (!secret_ok(token, sizeof c->tokens[0].token)) {
+        snprintf(err, cap, "%s: a token must be 1 to 256 printable characters without spaces",
+                 where);
+        return -1;
+    }
+    size_t i = 0;
+    while (i < c->ntokens && strcmp(c->tokens[i].token, token))
+        i++;
+    if (i == ENG_AUTH_MAX) {
+        snprintf(err, cap, "%s: at most %d tokens", where, ENG_AUTH_MAX);
+        return -1;
+    }
+    snprintf(c->tokens[i].token, sizeof c->tokens[i].token, "%s", token);
+    c->tokens[i].role = role;
+    if (i == c->ntokens)
+        c->ntokens++;
+    return 0;
+}
+
+/* The members of one auth.credentials or auth.tokens entry: exactly the keys named. */
+static const char *member(const cJSON *o, const char *key, const char *where, char *err,
+                          size_t cap) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v)) {
+        snprintf(err, cap, "config: each of %s needs \"%s\" (a string)", where, key);
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+static int entry_role(const cJSON *o, const char *where, const char *const *keys, char *err,
+                      size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, o) {
+        int known = 0;
+        for (const char *const *k = keys; *k; k++)
+            known |= !strcmp(v->string, *k);
+        if (!known) {
+            snprintf(err, cap, "config: unknown key \"%s[].%s\"", where, v->string);
+            return -1;
+        }
+    }
+    const char *r = member(o, "role", where, err, cap);
+    int role = r ? eng_role_parse(r) : -1;
+    if (r && role < 0)
+        snprintf(err, cap, "config: the role in %s must be reader, publisher or admin", where);
+    return role;
+}
+
+static int auth_list(eng_config *c, const cJSON *arr, int tokens, char *err, size_t cap) {
+    const char *where = tokens ? "auth.tokens" : "auth.credentials";
+    static const char *const ckeys[] = {"accessKeyId", "secretAccessKey", "role", NULL};
+    static const char *const tkeys[] = {"token", "role", NULL};
+    if (!cJSON_IsArray(arr)) {
+        snprintf(err, cap, "config: \"%s\" must be an array of objects", where);
+        return -1;
+    }
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+        if (!cJSON_IsObject(o)) {
+            snprintf(err, cap, "config: \"%s\" must be an array of objects", where);
+            return -1;
+        }
+        int role = entry_role(o, where, tokens ? tkeys : ckeys, err, cap);
+        if (role < 0)
+            return -1;
+        if (tokens) {
+            const char *t = member(o, "token", where, err, cap);
+            if (!t || add_token(c, t, role, "config: auth.tokens", err, cap))
+                return -1;
+            continue;
+        }
+        const char *id = member(o, "accessKeyId", where, err, cap);
+        const char *secret = id ? member(o, "secretAccessKey", where, err, cap) : NULL;
+        if (!secret || add_credential(c, id, secret, role, "config: auth.credentials", err, cap))
+            return -1;
+    }
+    return 0;
+}
+
+static int auth_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc = 0;
+        if (!strcmp(k, "credentials"))
+            rc = auth_list(c, v, 0, err, cap);
+        else if (!strcmp(k, "tokens"))
+            rc = auth_list(c, v, 1, err, cap);
+        else if (!strcmp(k, "metricsPublic")) {
+            if (!cJSON_IsBool(v)) {
+                snprintf(err, cap, "config: \"auth.metricsPublic\" must be true or false");
+                return -1;
+            }
+            c->metrics_public = cJSON_IsTrue(v);
+        } else {
+            snprintf(err, cap, "config: unknown key \"auth.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -338,18 +544,23 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
         const char *k = v->string;
         if (!strcmp(k, "mqtt") && cJSON_IsObject(v))
             rc = mqtt_section(c, v, err, cap);
-        else if (!strcmp(k, "http") && cJSON_IsObject(v)) {
-            const cJSON *a = cJSON_GetObjectItemCaseSensitive(v, "addr");
-            rc = a ? set_str(c->http_addr, sizeof c->http_addr, a, "http.addr", err, cap) : 0;
-        } else if (!strcmp(k, "dataDir"))
+        else if (!strcmp(k, "http") && cJSON_IsObject(v))
+            rc = http_section(c, v, err, cap);
+        else if (!strcmp(k, "auth") && cJSON_IsObject(v))
+            rc = auth_section(c, v, err, cap);
+        else if (!strcmp(k, "dataDir"))
             rc = set_str(c->data_dir, sizeof c->data_dir, v, k, err, cap);
         else if (!strcmp(k, "workers"))
             rc = set_int(&c->workers, v, k, 1, 256, err, cap);
         else if (!strcmp(k, "queueDepth"))
             rc = set_int(&c->queue_depth, v, k, 1, 1 << 20, err, cap);
-        else if (!strcmp(k, "adminToken"))
-            rc = set_str(c->admin_token, sizeof c->admin_token, v, k, err, cap);
-        else if (!strcmp(k, "logLevel")) {
+        else if (!strcmp(k, "adminToken")) { /* the key before auth.tokens: an admin token */
+            char token[sizeof c->tokens[0].token];
+            rc = set_str(token, sizeof token, v, k, err, cap) ||
+                         add_token(c, token, ENG_ROLE_ADMIN, "config: adminToken", err, cap)
+                     ? -1
+                     : 0;
+        } else if (!strcmp(k, "logLevel")) {
             int l = cJSON_IsString(v) ? eng_log_level_parse(v->valuestring) : -1;
             if (l < 0) {
                 snprintf(err, cap, "config: logLevel must be debug, info, warn or error");
@@ -402,11 +613,38 @@ static int env_str(const char *name, char *dst, size_t cap, char *err, size_t ec
     return 0;
 }
 
+/* SLUICE_ADMIN_TOKEN, SLUICE_ACCESS_KEY_ID + SLUICE_SECRET_ACCESS_KEY, SLUICE_INSECURE_NO_AUTH */
+static int auth_env(eng_config *c, char *err, size_t cap) {
+    const char *t = getenv("SLUICE_ADMIN_TOKEN");
+    if (t && *t && add_token(c, t, ENG_ROLE_ADMIN, "SLUICE_ADMIN_TOKEN", err, cap))
+        return -1;
+    const char *id = getenv("SLUICE_ACCESS_KEY_ID"), *secret = getenv("SLUICE_SECRET_ACCESS_KEY");
+    if ((id && *id) != (secret && *secret)) {
+        snprintf(err, cap, "SLUICE_ACCESS_KEY_ID and SLUICE_SECRET_ACCESS_KEY go together: set "
+                 "both (one admin credential) or neither");
+        return -1;
+    }
+    if (id && *id && add_credential(c, id, secret, ENG_ROLE_ADMIN, "SLUICE_ACCESS_KEY_ID", err,
+                                    cap))
+        return -1;
+    const char *in = getenv("SLUICE_INSECURE_NO_AUTH");
+    if (in) {
+        if (!strcmp(in, "1") || !strcasecmp(in, "true") || !strcasecmp(in, "yes"))
+            c->insecure_no_auth = 1;
+        else if (!*in || !strcmp(in, "0") || !strcasecmp(in, "false") || !strcasecmp(in, "no"))
+            c->insecure_no_auth = 0;
+        else {
+            snprintf(err, cap, "SLUICE_INSECURE_NO_AUTH must be 1 or 0");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
     if (env_str("SLUICE_MQTT_URL", c->mqtt_url, sizeof c->mqtt_url, err, cap) ||
         env_str("SLUICE_HTTP_ADDR", c->http_addr, sizeof c->http_addr, err, cap) ||
         env_str("SLUICE_DATA_DIR", c->data_dir, sizeof c->data_dir, err, cap) ||
-        env_str("SLUICE_ADMIN_TOKEN", c->admin_token, sizeof c->admin_token, err, cap) ||
         env_str("SLUICE_MQTT_USERNAME", c->mqtt_username, sizeof c->mqtt_username, err, cap) ||
         env_str("SLUICE_MQTT_PASSWORD", c->mqtt_password, sizeof c->mqtt_password, err, cap) ||
         env_str("SLUICE_MQTT_CLIENT_ID", c->mqtt_client_id, sizeof c->mqtt_client_id, err, cap) ||
@@ -457,6 +695,8 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
         }
         c->journal_mode = mode;
     }
+    if (auth_env(c, err, cap))
+        return -1;
     const char *v = getenv("SLUICE_MQTT_VERSION");
     if (v) {
         if (!strcmp(v, "5"))

@@ -63,6 +63,28 @@ void eng_log(int level, const char *event, const char *fmt, ...)
 
 /* {====== configuration (config.c) */
 
+/* Roles of a credential or token (DESIGN.md): reader calls the GET routes and reads /metrics,
+ * publisher publishes (and updates shadows), admin may call everything. 0 is no role. */
+enum { ENG_ROLE_NONE, ENG_ROLE_READER, ENG_ROLE_PUBLISHER, ENG_ROLE_ADMIN };
+#define ENG_AUTH_MAX 32 /* credentials, and tokens, a config may hold */
+
+/* An AWS SigV4 credential: the pair `aws configure` takes. */
+typedef struct eng_credential {
+    char access_key_id[129]; /* [A-Za-z0-9._-], unique */
+    char secret[129];        /* never logged */
+    int role;                /* ENG_ROLE_* */
+} eng_credential;
+
+/* A Bearer token (curl, Prometheus). */
+typedef struct eng_token {
+    char token[257];         /* never logged */
+    int role;
+} eng_token;
+
+/* "reader", "publisher", "admin" -> ENG_ROLE_*, -1 otherwise; and back. Thread: any. */
+int eng_role_parse(const char *s);
+const char *eng_role_name(int role);
+
 typedef struct eng_config {
     char mqtt_url[512];       /* mqtt://host:port or mqtts://host:port; default mqtt://127.0.0.1:1883 */
     char mqtt_client_id[128]; /* the input's (persistent session); the output adds "-out".
@@ -85,7 +107,6 @@ typedef struct eng_config {
     char data_dir[512];       /* default ./data */
     int workers;              /* default: number of online CPUs */
     int queue_depth;          /* per worker, default 4096 */
-    char admin_token[256];    /* empty: no auth */
     int log_level;            /* ENG_LOG_*, default info */
     int republish_max_hops;   /* loop protection bound, default 8 */
     char account_id[32];      /* accountid() and rule ARNs, default "000000000000" */
@@ -102,13 +123,26 @@ typedef struct eng_config {
                                  settings may point; empty: nowhere */
     long long dlq_max_bytes;  /* dead-letter store bound, default 1 GiB */
     long long dlq_max_age_s;  /* records older than this are evicted, default 7 days */
+    /* the REST front door (engine/api/) */
+    int http_max_connections;  /* open connections in all, default 256 */
+    int http_max_per_client;   /* open connections from one client address, default 64 */
+    int http_timeout_s;        /* an idle connection is closed after this, default 30 */
+    eng_credential credentials[ENG_AUTH_MAX];
+    size_t ncredentials;
+    eng_token tokens[ENG_AUTH_MAX];
+    size_t ntokens;
+    int metrics_public;        /* GET /metrics without credentials */
+    int insecure_no_auth;      /* SLUICE_INSECURE_NO_AUTH=1: no credentials, off loopback */
 } eng_config;
 
 /* Defaults of DESIGN.md. Thread: any. */
 void eng_config_defaults(eng_config *c);
 /* Overlays a JSON config file (keys: "mqtt": {"url", "clientId", "username", "password",
- * "caFile", "certFile", "keyFile", "version", "sharedGroup", "keepalive"}, "http": {"addr"},
- * "dataDir", "workers", "queueDepth", "adminToken", "logLevel", "republishMaxHops",
+ * "caFile", "certFile", "keyFile", "version", "sharedGroup", "keepalive"}, "http": {"addr",
+ * "maxConnections", "maxConnectionsPerClient", "timeoutSeconds"}, "auth": {"credentials":
+ * [{"accessKeyId", "secretAccessKey", "role"}], "tokens": [{"token", "role"}],
+ * "metricsPublic"}, "dataDir", "workers", "queueDepth", "adminToken" (an admin token),
+ * "logLevel", "republishMaxHops",
  * "accountId", "region", "actions": {"queueDepth", "retry": {"attempts", "baseMs", "maxMs",
  * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs",
  * "allowLinkLocal"}, "file": {"baseDir"}, "kafka": {"certDir"}},
@@ -116,7 +150,9 @@ void eng_config_defaults(eng_config *c);
  * or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
 /* Overlays SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
- * SLUICE_ADMIN_TOKEN, SLUICE_LOG_LEVEL (and SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,
+ * SLUICE_ADMIN_TOKEN (adds an admin token), SLUICE_ACCESS_KEY_ID with SLUICE_SECRET_ACCESS_KEY
+ * (adds an admin credential), SLUICE_INSECURE_NO_AUTH, SLUICE_LOG_LEVEL (and
+ * SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,
  * SLUICE_MQTT_CLIENT_ID, SLUICE_MQTT_SHARED_GROUP, SLUICE_MQTT_CA_FILE, SLUICE_MQTT_CERT_FILE,
  * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION). Returns 0 or -1 with a message in err. */
 int eng_config_apply_env(eng_config *c, char *err, size_t cap);
@@ -405,7 +441,7 @@ void eng_mqtt_free(eng_mqtt *mq);
 
 /* }====== */
 
-/* {====== the service's parts, what they lend actions (host.c), and the REST API (admin.c) */
+/* {====== the service's parts, what they lend actions (host.c), and the REST API (api/) */
 
 typedef struct act_dlq act_dlq;
 
@@ -430,7 +466,8 @@ struct eng_env {
 const eng_host *eng_env_host(eng_env *env);
 
 typedef struct eng_admin eng_admin;
-/* Serves the REST API of DESIGN.md on cfg->http_addr. Thread: main. */
+/* Serves the REST API of DESIGN.md on cfg->http_addr (api/server.c); the secure default is
+ * checked before, by eng_api_check_exposure() (api/api.h). Thread: main. */
 eng_admin *eng_admin_start(eng_env *env, eng_error *e);
 void eng_admin_stop(eng_admin *a);
 

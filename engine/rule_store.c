@@ -29,12 +29,12 @@ static int mkdirs(const char *dir) {
     for (char *p = tmp + 1; *p; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
                 return -1;
             *p = '/';
         }
     }
-    return mkdir(tmp, 0750) != 0 && errno != EEXIST ? -1 : 0;
+    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 static int sync_dir(const char *dir, eng_error *e) {
@@ -68,7 +68,7 @@ static int atomic_write(const char *dir, const char *name, const char *text, eng
     char path[1024], tmp[1100];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s/.%s.%d.tmp", dir, name, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return eng_error_set(e, 500, "InternalException", "cannot write %s: %s", tmp,
                              strerror(errno));

@@ -17,6 +17,7 @@
 #include "shadow/shadow.h"
 
 #include "../actions/action.h"
+#include "api/api.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -68,6 +69,11 @@ int eng_serve_main(int argc, char **argv) {
         return 64;
     }
     eng_log_set_level(cfg.log_level);
+    /* the secure default: nothing is opened before it passes */
+    if (eng_api_check_exposure(&cfg, err, sizeof err)) {
+        fprintf(stderr, "sluice serve: %s\n", err);
+        return 64;
+    }
     if (eng_instance_load(&cfg, err, sizeof err) != 0) {
         eng_log(ENG_LOG_ERROR, "serve.instance", "%s", err);
         fprintf(stderr, "sluice serve: %s\n", err);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine_int.h"
@@ -92,5 +93,24 @@ Test(registry, rules_persist_and_reload) {
     reg = eng_registry_new(1, &cfg, &env);
     cr_expect_eq(eng_registry_load(reg, &e), -1);
     cr_expect(strstr(e.message, "corrupt") != NULL, "%s", e.message);
+    eng_registry_free(reg);
+}
+
+/* Rule files can hold credentials (a PostgreSQL conninfo, Kafka SASL properties): only the
+ * service's user may read them. */
+Test(registry, rule_files_are_private_to_the_service_user) {
+    eng_registry *reg = eng_registry_new(1, &cfg, &env);
+    eng_error e;
+    mode_t old = umask(0); /* even with a permissive umask */
+    cr_assert_eq(eng_registry_create(reg, mk("secret", "a/b", 1), &e), 0, "%s", e.message);
+    umask(old);
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/rules/secret.json", dir);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
+    snprintf(path, sizeof path, "%s/rules", dir);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0700, "mode %o", st.st_mode & 0777);
     eng_registry_free(reg);
 }

@@ -18,11 +18,11 @@ def free_port():
     return p
 
 
-def wait_port(port, timeout=10):
+def wait_port(port, timeout=10, host="127.0.0.1"):
     end = time.time() + timeout
     while time.time() < end:
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            socket.create_connection((host, port), 0.2).close()
             return True
         except OSError:
             time.sleep(0.05)
@@ -49,11 +49,11 @@ class Broker:
 
 class Sluice:
     def __init__(self, broker_port, data_dir, token=None, workers=2, mqtt_version=None,
-                 config=None, env_extra=None, wait=True, ready_timeout=10):
+                 config=None, env_extra=None, wait=True, ready_timeout=10, host="127.0.0.1"):
         self.http = free_port()
-        self.url = f"http://127.0.0.1:{self.http}"
+        self.url = f"http://{host}:{self.http}"  # host: "127.0.0.1", or "[::1]"
         env = dict(AWS_ENV, SLUICE_MQTT_URL=f"mqtt://127.0.0.1:{broker_port}",
-                   SLUICE_HTTP_ADDR=f"127.0.0.1:{self.http}", SLUICE_DATA_DIR=data_dir,
+                   SLUICE_HTTP_ADDR=f"{host}:{self.http}", SLUICE_DATA_DIR=data_dir,
                    SLUICE_WORKERS=str(workers),
                    SLUICE_LOG_LEVEL=os.environ.get("SLUICE_TEST_LOG_LEVEL", "warn"))
         if token:
@@ -73,7 +73,7 @@ class Sluice:
                                   stderr=subprocess.STDOUT)
         if not wait:
             return
-        if not wait_port(self.http):
+        if not wait_port(self.http, host=host.strip("[]")):
             raise AssertionError("sluice did not start: " + self.logs())
         self.wait_ready(ready_timeout)
 
@@ -143,6 +143,7 @@ def pub(port, topic, payload, qos=1):
                    check=True)
 
 
-def aws(url, *args):
-    return subprocess.run(["aws", "--endpoint-url", url, *args], env=AWS_ENV,
+def aws(url, *args, env=None):
+    """The AWS CLI; env replaces AWS_ENV (for other credentials)."""
+    return subprocess.run(["aws", "--endpoint-url", url, *args], env=env or AWS_ENV,
                           capture_output=True, text=True, timeout=60)
