@@ -145,6 +145,13 @@ static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
     return 0;
 }
 
+/* A value too deep to serialize (the compile-time limits keep values shallower; see
+ * SQL_MAX_VALUE_DEPTH). */
+static int too_deep(sql_exec *x) {
+    return sql_ctx_error(&x->ctx, SQL_E_LIMIT, "a value is nested more than %d levels deep",
+                         SQL_MAX_VALUE_DEPTH);
+}
+
 int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
                          sql_output *out) {
     int rc = start(x, p, m);
@@ -160,8 +167,8 @@ int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m
     if (v.t == SQL_T_BIN) {
         sql__buf_put(&x->out, v.u.s, v.n);
         out->is_binary = 1;
-    } else if (v.t != SQL_T_UNDEF) {
-        sql__json_write(&x->out, &v);
+    } else if (v.t != SQL_T_UNDEF && sql__json_write(&x->out, &v) == SQL_E_LIMIT) {
+        return too_deep(x);
     }
     if (x->out.oom)
         return sql_ctx_error(&x->ctx, SQL_E_NOMEM, "out of memory");
@@ -182,13 +189,13 @@ int sql_exec_run(sql_exec *x, const sql_program *p, const sql_message *m, sql_ou
 }
 
 /* Appends the text form of a template value: strings bare, Undefined as nothing, other
- * values as their JSON text. */
-static void put_text(sql_buf *b, const sql_value *v) {
+ * values as their JSON text. Returns 0 or SQL_E_LIMIT. */
+static int put_text(sql_buf *b, const sql_value *v) {
     switch (v->t) {
-    case SQL_T_UNDEF: break;
+    case SQL_T_UNDEF: return 0;
     case SQL_T_STR:
-    case SQL_T_BIN: sql__buf_put(b, v->u.s, v->n); break;
-    default: sql__json_write(b, v); break;
+    case SQL_T_BIN: sql__buf_put(b, v->u.s, v->n); return 0;
+    default: return sql__json_write(b, v) == SQL_E_LIMIT ? SQL_E_LIMIT : 0;
     }
 }
 
@@ -212,7 +219,8 @@ int sql_exec_template(sql_exec *x, size_t t, sql_output *out) {
         int rc = run_expr(x, pt->entry, &v);
         if (rc)
             return rc;
-        put_text(&x->tout, &v);
+        if (put_text(&x->tout, &v))
+            return too_deep(x);
     }
     if (x->tout.oom)
         return sql_ctx_error(&x->ctx, SQL_E_NOMEM, "out of memory");
@@ -232,8 +240,8 @@ int sql_exec_template_expr(sql_exec *x, size_t t, size_t k, sql_output *out, int
         return rc;
     sql__buf_reset(&x->tout);
     *is_null = v.t == SQL_T_UNDEF || v.t == SQL_T_NULL;
-    if (!*is_null)
-        put_text(&x->tout, &v);
+    if (!*is_null && put_text(&x->tout, &v))
+        return too_deep(x);
     out->data = x->tout.p ? x->tout.p : "";
     out->len = x->tout.len;
     out->is_binary = v.t == SQL_T_BIN;

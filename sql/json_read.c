@@ -408,7 +408,9 @@ static int skip(jr *r) {
                 continue;
             }
             if (d == '{' || d == '[') {
-                if (++depth > SQL_JSON_MAX_DEPTH)
+                /* the same absolute bound as value(): whether a payload is JSON must not
+                   depend on which of its members a rule reads */
+                if (r->depth + ++depth > SQL_JSON_MAX_DEPTH)
                     return NOT_JSON;
             } else if (d == '}' || d == ']') {
                 if (--depth == 0) {

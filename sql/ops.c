@@ -20,7 +20,11 @@ const sql_value *sql__obj_get(const sql_value *obj, const char *k, size_t klen) 
     return NULL;
 }
 
-int sql__equal(const sql_value *a, const sql_value *b) {
+/* Recursion: once per level of nesting, below SQL_MAX_VALUE_DEPTH (see json_write.c); deeper
+ * values, which the compile-time limits rule out, compare as Undefined. */
+#define TOO_DEEP (-2)
+
+static int equal(const sql_value *a, const sql_value *b, int depth) {
     if (a->t == SQL_T_UNDEF || b->t == SQL_T_UNDEF)
         return -1;
     if (sql__is_num(a) && sql__is_num(b))
@@ -35,21 +39,33 @@ int sql__equal(const sql_value *a, const sql_value *b) {
     case SQL_T_ARR:
         if (a->n != b->n)
             return 0;
-        for (uint32_t i = 0; i < a->n; i++)
-            if (sql__equal(&a->u.a[i], &b->u.a[i]) != 1)
-                return 0;
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return TOO_DEEP;
+        for (uint32_t i = 0; i < a->n; i++) {
+            int eq = equal(&a->u.a[i], &b->u.a[i], depth + 1);
+            if (eq != 1)
+                return eq == TOO_DEEP ? eq : 0;
+        }
         return 1;
     case SQL_T_OBJ:
         if (a->n != b->n)
             return 0;
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return TOO_DEEP;
         for (uint32_t i = 0; i < a->n; i++) {
             const sql_value *w = sql__obj_get(b, a->u.o[i].k, a->u.o[i].klen);
-            if (!w || sql__equal(&a->u.o[i].v, w) != 1)
-                return 0;
+            int eq = w ? equal(&a->u.o[i].v, w, depth + 1) : 0;
+            if (eq != 1)
+                return eq == TOO_DEEP ? eq : 0;
         }
         return 1;
     default: return 0;
     }
+}
+
+int sql__equal(const sql_value *a, const sql_value *b) {
+    int eq = equal(a, b, 0);
+    return eq == TOO_DEEP ? -1 : eq;
 }
 
 /* String/Int/Decimal operands converted to numbers for - * / % and comparisons; Undefined

@@ -31,6 +31,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* {====== limits */
+
+/* Every recursion in sql/ is bounded by one of these (sql/README.md, "Limits", gives the
+ * reasoning and the stack they need):
+ *   - the parser and the compiler recurse over expressions: SQL_MAX_DEPTH bounds both the
+ *     nesting the parser descends into and the height of every expression tree it builds
+ *     (a left-deep chain a+b+c counts one level per operator);
+ *   - the JSON reader recurses over the payload's nesting: SQL_JSON_MAX_DEPTH;
+ *   - the writer and deep equality recurse over values, which the two bounds above keep under
+ *     SQL_MAX_VALUE_DEPTH (checked again where they recurse). */
+#define SQL_MAX_STATEMENT (256u * 1024u) /* bytes of SQL text, as AWS's rule size limit */
+#define SQL_MAX_DEPTH 1000
+#define SQL_JSON_MAX_DEPTH 256
+#define SQL_MAX_VALUE_DEPTH (SQL_MAX_DEPTH + SQL_JSON_MAX_DEPTH + 8)
+
+/* }====== */
+
 /* {====== values */
 
 typedef enum sql_type {
@@ -248,8 +265,8 @@ const sql_value *sql__obj_get(const sql_value *obj, const char *k, size_t klen);
  * containers in ctx's arena (unescaped strings point into p: p must outlive the evaluation).
  * Numbers through sql__num_parse (so the version's whole-number rule applies). Duplicate
  * object keys: the first occurrence wins. Returns 0, -1 if p is not exactly one JSON value,
- * or SQL_E_NOMEM/SQL_E_LIMIT (ctx error raised). Depth is limited to SQL_JSON_MAX_DEPTH. */
-#define SQL_JSON_MAX_DEPTH 256
+ * or SQL_E_NOMEM/SQL_E_LIMIT (ctx error raised). Nesting deeper than SQL_JSON_MAX_DEPTH is
+ * not read (-1: the text is then treated as not JSON). */
 int sql__json_parse(sql_ctx *ctx, const char *p, size_t n, sql_value *out);
 
 /* The paths a program reads from the payload, as a trie over member names. Node 0 is the
@@ -279,7 +296,8 @@ int sql__json_scan(sql_ctx *ctx, const char *p, size_t n, const sql_pathset *ps,
 
 /* Appends v as compact JSON (no spaces; object keys in order; Undefined members omitted;
  * numbers by sql__num_format). A top-level Undefined appends nothing, BIN appends nothing and
- * returns -1. Returns 0, or -1. */
+ * returns -1. Returns 0, -1, or SQL_E_LIMIT for a value nested deeper than
+ * SQL_MAX_VALUE_DEPTH (which the compile-time limits rule out). */
 int sql__json_write(sql_buf *b, const sql_value *v);
 /* Appends s as a JSON string literal with quotes. */
 void sql__json_write_str(sql_buf *b, const char *s, size_t n);
@@ -306,6 +324,7 @@ typedef struct sql_token {
 typedef struct sql_lexer {
     const char *src;
     size_t n, pos;
+    size_t limit; /* text past this offset is an error (statement length); 0: none */
     sql_diag *diag;
 } sql_lexer;
 
@@ -342,6 +361,7 @@ typedef enum sql_node_kind {
 enum { SQL_U_NOT, SQL_U_NEG };
 #define SQL_NF_ELSE 0x01u
 #define SQL_NF_PAREN 0x02u /* expression was parenthesized */
+#define SQL_NF_VARIANT 0x04u /* compile.c: not a constant expression (konst()'s memo) */
 
 typedef struct sql_node sql_node;
 typedef struct sql_select sql_select;
@@ -356,6 +376,9 @@ struct sql_node {
     uint8_t op;
     uint16_t flags; /* SQL_NF_* */
     uint32_t off, len; /* byte span of the whole expression in the source */
+    uint32_t height;   /* levels from here to the deepest leaf, at most SQL_MAX_DEPTH; a
+                          variable counts the height of its SET expression, and a nested
+                          SELECT two levels (its array of objects) */
     sql_name name;
     sql_value v;       /* SQL_N_LIT */
     sql_node **kids;
@@ -411,8 +434,10 @@ typedef struct sql_tpl_ast {
     uint32_t nsegs;
 } sql_tpl_ast;
 
-int sql__parse_template(sql_ctx *cctx, const char *text, size_t n, sql_tpl_ast **out,
-                        sql_diag *d);
+/* Parses template text[0..n). `st` is the rule's statement (its SET variables' heights count
+ * in the expressions' depth), or NULL. */
+int sql__parse_template(sql_ctx *cctx, const char *text, size_t n, const sql_stmt *st,
+                        sql_tpl_ast **out, sql_diag *d);
 
 /* }====== */
 
