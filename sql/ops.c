@@ -4,9 +4,11 @@
  * The tables are followed literally, including their surprises: `=` never converts ('1' = 1
  * is false) while `<` always converts to Decimal ('10' > 9 is true, 'abc' < 'abd' is
  * Undefined); `+` concatenates as soon as either side is a String and never parses numbers;
- * AND/OR accept the strings "true"/"false" and give Undefined for anything else, with no
- * short-circuit, so `false AND missing` is Undefined. See sql/README.md for the points AWS
- * leaves open (NULL = NULL, division by zero).
+ * AND/OR accept the strings "true"/"false" and give Undefined for anything else. One
+ * deliberate addition to the AND/OR tables: a side that decides the result wins over an
+ * Undefined other side (`true OR missing` is true, `false AND missing` false), which AWS users
+ * rely on (`isNull(previous) OR previous.x <> current.x`); `0 OR true` stays Undefined. See
+ * sql/README.md for this and the other points AWS leaves open (NULL = NULL, division by zero).
  */
 #include "sql_int.h"
 
@@ -92,11 +94,18 @@ static sql_value concat(sql_ctx *ctx, const sql_value *a, const sql_value *b) {
     return sql__str(r, (uint32_t)(n1 + n2));
 }
 
+/* AND/OR. Both sides Boolean (or "true"/"false"): the usual logic. One side Undefined and the
+ * other the value that decides alone (false for AND, true for OR, in either order): that value.
+ * Anything else: Undefined. */
 static sql_value logic(sql_ctx *ctx, int op, const sql_value *a, const sql_value *b) {
     sql_value x = sql__to_bool(ctx, a), y = sql__to_bool(ctx, b);
-    if (x.t != SQL_T_BOOL || y.t != SQL_T_BOOL)
-        return SQL_UNDEF;
-    return sql__bool(op == SQL_BIN_AND ? (x.u.b && y.u.b) : (x.u.b || y.u.b));
+    int decides = op == SQL_BIN_OR; /* the value that decides alone */
+    if (x.t == SQL_T_BOOL && y.t == SQL_T_BOOL)
+        return sql__bool(op == SQL_BIN_AND ? (x.u.b && y.u.b) : (x.u.b || y.u.b));
+    if ((x.t == SQL_T_BOOL && x.u.b == decides && b->t == SQL_T_UNDEF) ||
+        (y.t == SQL_T_BOOL && y.u.b == decides && a->t == SQL_T_UNDEF))
+        return sql__bool(decides);
+    return SQL_UNDEF;
 }
 
 sql_value sql__op_binary(sql_ctx *ctx, int op, const sql_value *a, const sql_value *b) {

@@ -259,8 +259,8 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
             goto vm_ctx_error;
         VM_NEXT;
     }
-    /* Opcode: SUB..MOD, AND, OR a b c -- AWS's operator tables (ops.c); AND/OR do not
-     * short-circuit, as the tables say. */
+    /* Opcode: SUB..MOD, AND, OR a b c -- AWS's operator tables (ops.c). Both sides of AND/OR
+     * are evaluated; `false AND missing` is false by the value table, not by skipping. */
     VM_CASE(SUB)
     VM_CASE(MUL)
     VM_CASE(DIV)
