@@ -137,6 +137,25 @@ typedef struct sql_mqtt_props {
     size_t nuser;
 } sql_mqtt_props;
 
+/* What the host (the engine) lends the library for the functions that read its state. Every
+ * callback may be NULL; `ud` is passed back unchanged. Callbacks run on the evaluating thread,
+ * possibly on several threads at once (so they must be thread-safe), and must not call
+ * sql_exec_* on the sql_exec that is evaluating. Fields are only ever appended. */
+typedef struct sql_host {
+    void *ud;
+    /* get_thing_shadow(): writes the stored document of shadow `shadow` of thing `thing` (both
+     * NUL-terminated and valid AWS names; shadow is NULL for the classic, unnamed shadow) into
+     * buf[0..cap) as JSON text in the shape GetThingShadow returns ({"state": {...},
+     * "metadata": {...}, "version": N, "timestamp": T}), and returns its length. Like snprintf,
+     * a length over cap means "call me again with a buffer that large" (nothing need be
+     * written then). Returns SQL_HOST_NOT_FOUND when there is no such shadow (the function is
+     * then Undefined), or SQL_HOST_ERROR when the store cannot answer (the evaluation fails with
+     * SQL_E_RUNTIME, so the message is not processed as if the shadow did not exist). */
+    long (*get_shadow)(void *ud, const char *thing, const char *shadow, char *buf, size_t cap);
+} sql_host;
+
+enum { SQL_HOST_NOT_FOUND = -1, SQL_HOST_ERROR = -2 };
+
 /* One incoming message and what it carries besides its payload. Every pointer is borrowed for
  * the duration of the sql_exec_* calls that use it. NULL strings mean "not known". */
 typedef struct sql_message {
@@ -152,6 +171,7 @@ typedef struct sql_message {
     int protocol;           /* SQL_PROTO_* */
     int64_t timestamp_ms;   /* timestamp(): 0 means "read the clock" */
     const sql_mqtt_props *props; /* NULL: none */
+    const sql_host *host;   /* NULL: none (get_thing_shadow() is then Undefined) */
 } sql_message;
 
 /* An evaluation result: JSON text (is_binary == 0) or raw bytes (is_binary == 1). Points into

@@ -481,6 +481,7 @@ extern const sql_func sql__func_misc[];    /* func_misc.c: cast helpers, type te
                                               concat, transform, encode/decode, hashes, nanvl */
 extern const sql_func sql__func_context[]; /* func_context.c: topic, clientid, timestamp, ... */
 extern const sql_func sql__func_time[];    /* func_time.c: parse_time, time_to_epoch */
+extern const sql_func sql__func_host[];    /* func_host.c: get_thing_shadow (sql_host) */
 extern const sql_func sql__func_aws[];     /* func.c: the AWS-service functions (compile error) */
 
 /* Regex support for the compiler: compiles a literal pattern once (NULL + msg on error). The
