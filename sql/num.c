@@ -395,8 +395,11 @@ int sql__num_parse(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
         if (i >= n || s[i] < '0' || s[i] > '9')
             return -1;
         for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-            if (exp < 100000000)
-                exp = exp * 10 + (s[i] - '0');
+            exp = exp * 10 + (s[i] - '0');
+            if (exp > 2000000000) /* far past the range checked below (found by fuzz_json:
+                                     digits beyond the 9th were dropped, 1E99999999901
+                                     read as 1E999999999) */
+                return -1;
         }
         if (eneg)
             exp = -exp;
