@@ -67,6 +67,7 @@ void sql_exec_free(sql_exec *x) {
     sql__buf_free(&x->tout);
     free(x->regs);
     free(x->slots);
+    free(x->uses);
     free(x);
 }
 
@@ -92,6 +93,16 @@ static int reserve(sql_exec *x, const sql_program *p) {
             return -1;
         x->slots = s;
         x->nslots = p->nslots;
+    }
+    if (p->ncalls > x->nuses) {
+        sql_site_use *u = realloc(x->uses, sizeof(sql_site_use) * p->ncalls);
+        if (!u)
+            return -1;
+        /* a new entry's run 0 is never current: sql__vm_run() counts runs from 1 */
+        memset(u + x->nuses, 0, sizeof(sql_site_use) * (p->ncalls - x->nuses));
+        x->uses = u;
+        x->nuses = p->ncalls;
+        x->ctx.uses = u;
     }
     return 0;
 }

@@ -172,6 +172,15 @@ typedef struct sql_message {
     int64_t timestamp_ms;   /* timestamp(): 0 means "read the clock" */
     const sql_mqtt_props *props; /* NULL: none */
     const sql_host *host;   /* NULL: none (get_thing_shadow() is then Undefined) */
+    /* newuuid(): all zero means random UUIDs, as AWS's. Otherwise every newuuid() is derived
+     * from this seed, so that a replayed message gets the UUIDs of its first attempt: the
+     * n-th evaluation (n = 0, 1, ...) of call site s (its index in the program) during one run
+     * of the statement or of one template expression gives the version-4 UUID made of the
+     * first 16 bytes of HMAC-SHA256(key = seed, "newuuid" || s || n), s and n as 32-bit little
+     * endian. Same seed, same UUIDs, whatever order templates are rendered in and however often;
+     * different seeds, independent UUIDs. The engine derives the seed from (instance id,
+     * message sequence number, rule name). */
+    uint8_t uuid_seed[16];
 } sql_message;
 
 /* An evaluation result: JSON text (is_binary == 0) or raw bytes (is_binary == 1). Points into

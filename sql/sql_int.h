@@ -150,6 +150,12 @@ void sql__buf_printf(sql_buf *b, const char *fmt, ...) __attribute__((format(pri
 
 typedef struct sql_ctx sql_ctx;
 
+/* How often a call site ran during run `run` of the VM (newuuid()'s replayable sequence). */
+typedef struct sql_site_use {
+    uint64_t run;
+    uint32_t n;
+} sql_site_use;
+
 /* Per-thread evaluation state, embedded in sql_exec. Builtins read the message through it and
  * allocate results from its arena. */
 struct sql_ctx {
@@ -162,6 +168,9 @@ struct sql_ctx {
     int64_t now_ms;    /* timestamp(): frozen per message */
     const void *aux;   /* per-call-site data of the builtin being called (e.g. a compiled
                           literal regex), NULL if none */
+    uint32_t site;     /* index of the call site being called (sql_program.calls) */
+    uint64_t run;      /* number of the current sql__vm_run() on this ctx (never 0 there) */
+    sql_site_use *uses; /* per call site: how often it ran in the current run (NULL: none) */
     void *regex_md;    /* pcre2_match_data, created on first regexp use */
     void *regex_mctx;  /* pcre2_match_context with match/depth limits */
     sql_buf scratch;   /* builtins may use it between their own calls, never across */
@@ -600,6 +609,8 @@ struct sql_exec {
     uint32_t nregs;
     sql_value *slots;
     uint32_t nslots;
+    sql_site_use *uses; /* one per call site of the largest program seen (ctx.uses) */
+    uint32_t nuses;
     int scanned;   /* payload scanned for the current (program, message) */
     int is_json;   /* after the scan: 1 JSON, 0 not JSON */
     sql_buf out;   /* serialized output of the last fired run */

@@ -186,6 +186,7 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
     const sql_value *K = p->k;
     const sql_insn *pc = p->code + entry, *i;
     int rc;
+    ctx->run++; /* call sites count their uses per run (newuuid() with a seed) */
 #if defined(SQL_VM_COMPUTED_GOTO)
     static const void *const jump[SQL_OP_COUNT_] = {
 #define OP(name, fmt, flags, syn) [SQL_OP_##name] = &&L_##name,
@@ -298,6 +299,7 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
         const sql_callsite *cs = &p->calls[i->b];
         sql_value out = SQL_UNDEF;
         ctx->aux = cs->aux;
+        ctx->site = i->b;
         cs->f->fn(ctx, i->c, &r[i->a + 1], &out);
         ctx->aux = NULL;
         if (ctx->err)
