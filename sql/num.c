@@ -310,6 +310,9 @@ sql_value sql__num_norm(sql_ctx *ctx, sql_value v) {
     dec d = to_dec(&v);
     if (!is_whole_dec(d))
         return v;
+    if (u256_is_zero(d.m)) /* 0E-999999999: no digits to divide away (found by fuzz_json:
+                              the loop below ran 50 million times for it) */
+        return sql__int(0);
     if (d.e < 0) {
         uint64_t rem;
         for (int64_t k = -d.e; k > 0;) {
