@@ -65,20 +65,6 @@ typedef struct fstate {
 
 /* {====== small growable arrays */
 
-static int grow(void **p, uint32_t *cap, uint32_t need, size_t elt) {
-    if (need <= *cap)
-        return 0;
-    uint32_t c = *cap ? *cap * 2 : 16;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, (size_t)c * elt);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int fail(fstate *fs, int code, uint32_t off, uint32_t len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -101,7 +87,7 @@ static int fail(fstate *fs, int code, uint32_t off, uint32_t len, const char *fm
 static int nomem(fstate *fs) { return fail(fs, SQL_E_NOMEM, 0, 0, "out of memory"); }
 
 static int emit(fstate *fs, uint8_t op, int a, int b, int c) {
-    if (grow((void **)&fs->code, &fs->capcode, fs->ncode + 1, sizeof(sql_insn)))
+    if (sql__grow((void **)&fs->code, &fs->capcode, fs->ncode + 1, sizeof(sql_insn)))
         return nomem(fs), -1;
     sql_insn *i = &fs->code[fs->ncode];
     memset(i, 0, sizeof *i);
@@ -184,7 +170,7 @@ static sql_value keep_value(fstate *fs, sql_value v) {
 
 static int addk(fstate *fs, sql_value v) {
     v = keep_value(fs, v);
-    if (grow((void **)&fs->k, &fs->capk, fs->nk + 1, sizeof(sql_value)))
+    if (sql__grow((void **)&fs->k, &fs->capk, fs->nk + 1, sizeof(sql_value)))
         return nomem(fs), 0;
     fs->k[fs->nk] = v;
     return (int)fs->nk++;
@@ -217,7 +203,7 @@ static int allocreg(fstate *fs, int n) {
 /* {====== pass 1: payload paths */
 
 static int newnode(fstate *fs, const char *key, uint32_t klen) {
-    if (grow((void **)&fs->nodes, &fs->capnodes, fs->nnodes + 1, sizeof(cnode)))
+    if (sql__grow((void **)&fs->nodes, &fs->capnodes, fs->nnodes + 1, sizeof(cnode)))
         return nomem(fs), -1;
     cnode *c = &fs->nodes[fs->nnodes];
     c->key = key;
@@ -366,7 +352,11 @@ static int freeze_paths(fstate *fs) {
         pn->slot = c->slot;
         pn->child = c->slot >= 0 ? -1 : c->child;
         pn->next = c->next;
+        pn->parent = -1;
     }
+    for (uint32_t i = 0; i < fs->nnodes; i++)
+        for (int32_t c = p->paths[i].child; c >= 0; c = p->paths[c].next)
+            p->paths[c].parent = (int32_t)i;
     for (uint32_t i = 0; i < fs->nnodes; i++)
         p->paths[i].nslots = count_slots(p->paths, (int)i);
     p->npaths = fs->nnodes;
@@ -534,7 +524,7 @@ static const sql_func *resolve_call(fstate *fs, const sql_node *e) {
 }
 
 static int add_call(fstate *fs, const sql_func *f, void *aux, const sql_node *e) {
-    if (grow((void **)&fs->calls, &fs->capcalls, fs->ncalls + 1, sizeof(sql_callsite)))
+    if (sql__grow((void **)&fs->calls, &fs->capcalls, fs->ncalls + 1, sizeof(sql_callsite)))
         return nomem(fs), 0;
     fs->calls[fs->ncalls] = (sql_callsite){f, aux, e->off, e->len};
     return (int)fs->ncalls++;

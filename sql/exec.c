@@ -53,6 +53,7 @@ sql_exec *sql_exec_new(void) {
     sql__buf_init(&x->ctx.scratch);
     sql__buf_init(&x->out);
     sql__buf_init(&x->tout);
+    x->sh.k = -1;
     return x;
 }
 
@@ -68,6 +69,7 @@ void sql_exec_free(sql_exec *x) {
     free(x->regs);
     free(x->slots);
     free(x->uses);
+    sql__shared_deinit(&x->sh);
     free(x);
 }
 
@@ -130,7 +132,8 @@ static int basic_ingest(const sql_message *m, const char **topic, size_t *len) {
     return 1;
 }
 
-static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
+/* Sets x up to run p on m; k >= 0: p is program k of the shared scan begun on x. */
+static int start(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k) {
     sql_ctx *c = &x->ctx;
     sql__arena_reset(&c->arena);
     c->err = 0;
@@ -139,7 +142,8 @@ static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
     c->prog = p;
     c->msg = m;
     c->aux = NULL;
-    c->now_ms = m->timestamp_ms ? m->timestamp_ms : now_ms();
+    c->now_ms = m->timestamp_ms ? m->timestamp_ms : k >= 0 ? x->sh.now_ms : now_ms();
+    x->sh.k = k;
     if (!basic_ingest(m, &c->topic, &c->topic_len)) {
         c->topic = m->topic;
         c->topic_len = m->topic_len;
@@ -163,9 +167,9 @@ static int too_deep(sql_exec *x) {
                          SQL_MAX_VALUE_DEPTH);
 }
 
-int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
-                         sql_output *out) {
-    int rc = start(x, p, m);
+int sql__exec_run(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k,
+                  sql_output *out) {
+    int rc = start(x, p, m, k);
     if (rc)
         return rc;
     sql_value v;
@@ -186,6 +190,11 @@ int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m
     out->data = x->out.p ? x->out.p : "";
     out->len = x->out.len;
     return SQL_FIRED;
+}
+
+int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
+                         sql_output *out) {
+    return sql__exec_run(x, p, m, -1, out);
 }
 
 int sql_exec_run(sql_exec *x, const sql_program *p, const sql_message *m, sql_output *out) {

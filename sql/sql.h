@@ -216,6 +216,40 @@ int sql_exec_template(sql_exec *x, size_t t, sql_output *out);
  * form and *is_null to 1 when the value is Null or Undefined (for bound parameters). */
 int sql_exec_template_expr(sql_exec *x, size_t t, size_t k, sql_output *out, int *is_null);
 
+/* {====== one payload scan shared by many programs */
+
+/* The payload paths of many programs merged into one plan, so that a message is read once for
+ * all the programs that run on it (typically: every rule of a rule snapshot, built once per
+ * rule change). Immutable once built: shared by any number of threads and sql_execs. The
+ * programs are borrowed and must outlive the set. */
+typedef struct sql_scanset sql_scanset;
+
+/* Merges progs[0..n) (program k of the set is progs[k]). NULL on OOM. Thread: any. */
+sql_scanset *sql_scanset_new(const sql_program *const *progs, size_t n);
+/* Frees s; NULL is a no-op. No sql_exec may still be in a scan begun with it. Thread: any. */
+void sql_scanset_free(sql_scanset *s);
+/* Number of nodes of the merged plans (the paths of all the programs, each once). */
+size_t sql_scanset_nodes(const sql_scanset *s);
+
+/* Begins message m on x for the programs ids[0..nids) of s (the rules its topic matched):
+ * the first of them that reads the payload scans it once for all of them, only as far as
+ * they need it, and the others take their values from that scan. Returns SQL_OK, SQL_E_ARG
+ * (an id out of range) or SQL_E_NOMEM. The payload stays borrowed until the next begin.
+ * Thread: owner of x. */
+int sql_exec_scan_begin(sql_exec *x, const sql_scanset *s, const sql_message *m,
+                        const uint32_t *ids, size_t nids);
+
+/* Runs program k of the set (one of the ids given to the begin) on the current message, as
+ * sql_exec_run_matched(x, progs[k], m, out) would, with the same results and errors. m may
+ * differ from the begin's message in everything but the payload (same pointer and length):
+ * rule_name and uuid_seed are per rule. A message whose m->timestamp_ms is 0 gets the clock
+ * read at the begin, one timestamp() for all its rules. Templates then run as after
+ * sql_exec_run(). Returns SQL_E_ARG when no scan was begun or k or the payload differ.
+ * Thread: owner of x. */
+int sql_exec_run_scan(sql_exec *x, uint32_t k, const sql_message *m, sql_output *out);
+
+/* }====== */
+
 /* Message of the last evaluation error on x ("" if none). Thread: owner of x. */
 const char *sql_exec_errmsg(const sql_exec *x);
 

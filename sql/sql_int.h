@@ -129,6 +129,10 @@ void sql__arena_reset(sql_arena *a);
 void *sql__arena_alloc(sql_arena *a, size_t n);
 char *sql__arena_strdup(sql_arena *a, const char *s, size_t n);
 
+/* Makes the heap array *p of *cap elements of elt bytes hold at least `need` (doubling, from
+ * 16). 0, or -1 with *p unchanged. */
+int sql__grow(void **p, uint32_t *cap, uint32_t need, size_t elt);
+
 /* Growable byte buffer. Heap-backed (sql__buf_*); `oom` sticks once an append failed. */
 typedef struct sql_buf {
     char *p;
@@ -139,9 +143,23 @@ typedef struct sql_buf {
 void sql__buf_init(sql_buf *b);
 void sql__buf_free(sql_buf *b);
 static inline void sql__buf_reset(sql_buf *b) { b->len = 0; b->oom = 0; }
-int sql__buf_reserve(sql_buf *b, size_t extra); /* 0 or -1 (sets oom) */
-void sql__buf_put(sql_buf *b, const void *s, size_t n);
-void sql__buf_putc(sql_buf *b, char c);
+/* The slow path of sql__buf_reserve(): grows the buffer. */
+int sql__buf_grow(sql_buf *b, size_t extra);
+/* Room for `extra` more bytes and a NUL: 0, or -1 (sets oom). Inline: the writer calls it for
+ * every token of every output. */
+static inline int sql__buf_reserve(sql_buf *b, size_t extra) {
+    return !b->oom && b->len + extra + 1 <= b->cap ? 0 : sql__buf_grow(b, extra);
+}
+static inline void sql__buf_put(sql_buf *b, const void *s, size_t n) {
+    if (n && sql__buf_reserve(b, n) == 0) {
+        __builtin_memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+static inline void sql__buf_putc(sql_buf *b, char c) {
+    if (sql__buf_reserve(b, 1) == 0)
+        b->p[b->len++] = c;
+}
 void sql__buf_printf(sql_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* }====== */
@@ -288,12 +306,19 @@ typedef struct sql_path_node {
     int32_t child;   /* first child node, -1 none */
     int32_t next;    /* next sibling, -1 none */
     uint32_t nslots; /* slots in this node's subtree (for early exit) */
+    int32_t parent;  /* -1 for the root (used by the merged tries of scan.c) */
 } sql_path_node;
+
+/* What the scan does at a trie node: skip its value, look inside it for deeper nodes, or read
+ * its whole value into its slot. */
+enum { SQL_NEED_SKIP = 0, SQL_NEED_DESCEND = 1, SQL_NEED_VALUE = 2 };
 
 typedef struct sql_pathset {
     const sql_path_node *nodes;
     uint32_t nnodes;
-    uint32_t nslots;
+    uint32_t nslots;     /* slots the scan fills (VALUE nodes without a VALUE ancestor) */
+    const uint8_t *need; /* per node SQL_NEED_*; NULL: a program's trie, where a node with a
+                            slot is VALUE and the others DESCEND */
 } sql_pathset;
 
 /* One lazy pass over the payload: fills slots[0..nslots) (preset to Undefined by the caller)
@@ -602,6 +627,42 @@ typedef struct sql_opinfo {
 } sql_opinfo;
 extern const sql_opinfo sql__opinfo[SQL_OP_COUNT_];
 
+/* One plan of a sql_scanset (scan.c) as one sql_exec uses it for the current message. */
+typedef struct sql_shared_plan {
+    uint8_t *need;     /* per merged node: SQL_NEED_* for the active programs */
+    sql_value *vals;   /* per merged node: what the shared scan read */
+    uint32_t *top;     /* per VALUE node: the topmost VALUE node above it or itself, which
+                          the scan read (the value is walked down from there) */
+    uint32_t *marked;  /* nodes whose need is not SKIP (to clear them next time) */
+    uint32_t nmarked, cap;
+    int state;         /* 0: not scanned yet; 1: scanned; -1: failed, programs scan alone */
+} sql_shared_plan;
+
+/* A scan shared by the programs of a sql_scanset for one message (sql_exec_scan_begin). */
+typedef struct sql_shared {
+    const struct sql_scanset *set; /* NULL: none begun */
+    const void *payload;   /* the message's payload, which every run must share */
+    size_t payload_len;
+    int64_t now_ms;        /* timestamp() of runs whose message does not fix it */
+    uint32_t *active;      /* programs of the set that run on this message */
+    uint32_t nactive, capactive;
+    uint8_t *on;           /* per program of the set: 1 when active */
+    uint32_t capon;
+    sql_shared_plan plan[2]; /* per SQL version */
+    sql_arena arena;       /* the values read by the shared scans */
+    int32_t k;             /* the set's program being run; -1: a run of its own */
+} sql_shared;
+
+/* sql_exec_run_matched(), as program k of the shared scan begun on x (k < 0: on its own). */
+int sql__exec_run(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k,
+                  sql_output *out);
+
+/* Fills the slots of x->prog from the shared scan of the current message (scanning it on the
+ * first call). Returns 0, or -1 when the shared scan could not read the payload (the program
+ * then scans it alone, so that its results are the ones it gets on its own). scan.c. */
+int sql__shared_fill(sql_exec *x);
+void sql__shared_deinit(sql_shared *sh);
+
 /* Per-thread execution state (the public sql_exec). */
 struct sql_exec {
     sql_ctx ctx;
@@ -611,6 +672,7 @@ struct sql_exec {
     uint32_t nslots;
     sql_site_use *uses; /* one per call site of the largest program seen (ctx.uses) */
     uint32_t nuses;
+    sql_shared sh;     /* a scan shared by many programs (scan.c) */
     int scanned;   /* payload scanned for the current (program, message) */
     int is_json;   /* after the scan: 1 JSON, 0 not JSON */
     sql_buf out;   /* serialized output of the last fired run */

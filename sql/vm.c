@@ -40,10 +40,14 @@ static int scan(sql_exec *x, const sql_program *p) {
     if (x->scanned)
         return 0;
     x->scanned = 1;
+    if (x->sh.k >= 0 && sql__shared_fill(x) == 0) { /* read once for many programs */
+        x->is_json = 1;
+        return 0;
+    }
     for (uint32_t i = 0; i < p->nslots; i++)
         x->slots[i] = SQL_UNDEF;
     const sql_message *m = x->ctx.msg;
-    const sql_pathset ps = {p->paths, p->npaths, p->nslots};
+    const sql_pathset ps = {p->paths, p->npaths, p->nslots, NULL};
     int rc = m->payload_len ? sql__json_scan(&x->ctx, m->payload, m->payload_len, &ps, x->slots)
                             : -1;
     if (rc == 0) {

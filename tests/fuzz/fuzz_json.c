@@ -11,7 +11,11 @@
  *   - the lazy scan agrees with the full parser: when the whole payload parses, the scan
  *     succeeds and every slot holds what walking the parsed value along its path finds (first
  *     occurrence of a key wins in both); when the scan says "not JSON", so does the parser;
- *   - every scanned value writes as valid JSON.
+ *   - every scanned value writes as valid JSON;
+ *   - the shared scan (sql/scan.c) gives each rule what it gets alone: the path bytes split
+ *     into up to four rules (bit 3 of a byte ends a rule after its path; in a rule's first
+ *     byte, bit 4 makes it a 2015-10-08 rule and bit 5 adds `*`), merged into one scanset, and
+ *     each is run through it and on its own: same status, output and error.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -49,9 +53,9 @@ static void write_valid(sql_buf *b, const sql_value *v) {
 }
 
 /* Builds the rule of the path bytes and compiles it; NULL when there are no paths. */
-static sql_program *paths_rule(const uint8_t *d, size_t n) {
+static sql_program *paths_rule(const uint8_t *d, size_t n, sql_version v, int star) {
     char sql[2048];
-    size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT ");
+    size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT %s", star ? "*, " : "");
     int item = 0, open = 0;
     for (size_t i = 0; i < n; i++) {
         if (!open)
@@ -66,7 +70,7 @@ static sql_program *paths_rule(const uint8_t *d, size_t n) {
     if (!item)
         return NULL;
     snprintf(sql + k, sizeof sql - k, " FROM '#'");
-    sql_compile_opts o = {.version = SQL_V2016_03_23};
+    sql_compile_opts o = {.version = v};
     sql_program *p = NULL;
     sql_diag diag;
     if (sql_compile(sql, strlen(sql), &o, &p, &diag) != SQL_OK)
@@ -94,6 +98,47 @@ static void check_slots(const sql_program *p, int nd, const sql_value *full,
             abort();
         }
     }
+}
+
+/* Runs the rules of the path bytes through one shared scan and each alone; aborts on any
+ * difference. */
+static void check_shared(const uint8_t *d, size_t n, const char *payload, size_t plen) {
+    static sql_exec *xs, *xa;
+    if (!xs && (!(xs = sql_exec_new()) || !(xa = sql_exec_new())))
+        abort();
+    sql_program *progs[4];
+    uint32_t ids[4];
+    size_t np = 0, start = 0;
+    for (size_t i = 0; i < n && np < 4; i++) {
+        if (!(d[i] & 8) && i + 1 < n)
+            continue;
+        sql_version v = (d[start] & 16) ? SQL_V2015_10_08 : SQL_V2016_03_23;
+        progs[np] = paths_rule(d + start, i + 1 - start, v, (d[start] & 32) != 0);
+        ids[np] = (uint32_t)np;
+        np++;
+        start = i + 1;
+    }
+    sql_scanset *set = sql_scanset_new((const sql_program *const *)progs, np);
+    sql_message m = {.topic = "t", .topic_len = 1, .payload = payload, .payload_len = plen,
+                     .timestamp_ms = 1};
+    if (!set || sql_exec_scan_begin(xs, set, &m, ids, np) != SQL_OK)
+        abort();
+    for (size_t i = 0; i < np; i++) {
+        sql_output a, b;
+        int ra = sql_exec_run_matched(xa, progs[i], &m, &a);
+        int rb = sql_exec_run_scan(xs, ids[i], &m, &b);
+        if (ra != rb || strcmp(sql_exec_errmsg(xa), sql_exec_errmsg(xs)) != 0 ||
+            (ra == SQL_FIRED && (a.len != b.len || a.is_binary != b.is_binary ||
+                                 memcmp(a.data, b.data, a.len) != 0))) {
+            fprintf(stderr, "rule %zu: alone %d %.*s, shared %d %.*s\n", i, ra,
+                    ra == SQL_FIRED ? (int)a.len : 0, ra == SQL_FIRED ? a.data : "", rb,
+                    rb == SQL_FIRED ? (int)b.len : 0, rb == SQL_FIRED ? b.data : "");
+            abort();
+        }
+    }
+    sql_scanset_free(set);
+    for (size_t i = 0; i < np; i++)
+        sql_program_free(progs[i]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -125,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     /* the lazy scan with the fuzzed paths */
-    sql_program *p = paths_rule(data + 1, np);
+    sql_program *p = paths_rule(data + 1, np, SQL_V2016_03_23, 0);
     if (!p)
         return 0;
     sql_value *slots = sql__arena_alloc(&ctx.arena, sizeof(sql_value) * (p->nslots + 1));
@@ -133,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     for (uint32_t i = 0; i < p->nslots; i++)
         slots[i] = SQL_UNDEF;
-    const sql_pathset ps = {p->paths, p->npaths, p->nslots};
+    const sql_pathset ps = {p->paths, p->npaths, p->nslots, NULL};
     int rc_scan = sql__json_scan(&ctx, payload, plen, &ps, slots);
     if (rc_scan == -1 && rc_full == 0) {
         fprintf(stderr, "the scan rejects a payload the parser accepts\n");
@@ -148,5 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             write_valid(&w1, &slots[i]);
     }
     sql_program_free(p);
+    if (plen <= SQL_MAX_PAYLOAD)
+        check_shared(data + 1, np, payload, plen);
     return 0;
 }

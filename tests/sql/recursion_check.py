@@ -36,6 +36,7 @@ BOUNDED = {
     frozenset({"compile.c:assign_slots"}): "path trie depth <= MAX_PATH (32)",
     frozenset({"compile.c:count_slots"}): "path trie depth <= MAX_PATH (32)",
     frozenset({"exec.c:put_path"}): "path trie depth <= MAX_PATH (32)",
+    frozenset({"scan.c:merge"}): "a program's path trie depth <= MAX_PATH (32)",
     frozenset({"json_read.c:value", "json_read.c:object", "json_read.c:array"}):
         "jr.depth <= SQL_JSON_MAX_DEPTH",
     frozenset({"json_read.c:scan_object"}): "path trie depth and SQL_JSON_MAX_DEPTH",
