@@ -153,7 +153,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_many_rules: --rules must be 1..%d\n", MAX_RULES);
         return 64;
     }
-    machine_line("bench_many_rules", "way rules payload_bytes rule_evals_per_s ns_per_rule_eval msgs_per_s");
+    machine_line("bench_many_rules",
+                 "way rules payload_bytes rule_evals_per_s ns_per_rule_eval msgs_per_s");
     static sql_program *progs[MAX_RULES];
     static uint32_t ids[MAX_RULES];
     for (int r = 0; r < nrules; r++) {
