@@ -11,8 +11,14 @@
  * sql_exec_* point into the sql_exec and stay valid until the next call on that sql_exec.
  *
  * Thread contract: a compiled sql_program is read-only after sql_compile() returns and may be
- * shared by any number of threads. An sql_exec is scratch state for one thread at a time (one per
- * worker); it may be used with any number of programs.
+ * shared by any number of threads; so is a sql_scanset once built. An sql_exec is scratch state
+ * for one thread at a time (one per worker); it may be used with any number of programs. The
+ * host callbacks a message carries (sql_host) are called on the thread evaluating it.
+ *
+ * Limits (sql/README.md, "Limits"): statements of at most 256 KiB, expressions at most 1000
+ * levels deep (a compile error past either, with line and column), payloads read to at most
+ * 256 levels of nesting; within them, compiling needs less than 320 KiB of stack and evaluating
+ * less than 128 KiB (release build).
  */
 #ifndef SLUICE_SQL_H
 #define SLUICE_SQL_H
