@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "sql.h"
 
 #define POOL 1024
@@ -39,14 +40,6 @@ static const bench_case cases[] = {
     {"star_fn", "SELECT *, upper(deviceId) AS dev, timestamp() AS ts "
                 "FROM 'sensors/+/telemetry' WHERE temperature > 50.0"},
 };
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 /* One telemetry message of about `target` bytes: device fields first, then padding that
  * real devices send (a readings array and a log of short strings). */
@@ -80,34 +73,6 @@ static size_t gen(char *buf, size_t cap, size_t target, int dev) {
     return n;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void machine_line(void) {
-    char model[256] = "unknown CPU";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (!strncmp(line, "model name", 10)) {
-                char *c = strchr(line, ':');
-                if (c) {
-                    snprintf(model, sizeof model, "%s", c + 2);
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        }
-        fclose(f);
-    }
-    printf("# eval_bench: 1 thread; machine: %ld cores, %s\n", sysconf(_SC_NPROCESSORS_ONLN),
-           model);
-    printf("# case payload_bytes msgs_per_s ns_per_msg\n");
-}
-
 int main(int argc, char **argv) {
     long messages = 1000000;
     const char *only = NULL;
@@ -127,7 +92,7 @@ int main(int argc, char **argv) {
             return 64;
         }
     }
-    machine_line();
+    machine_line("eval_bench", "case payload_bytes msgs_per_s ns_per_msg");
     static const size_t sizes[] = {100, 1024, 10240};
     char topic[64];
     sql_exec *x = sql_exec_new();

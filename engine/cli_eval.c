@@ -5,6 +5,10 @@
  * script against: fired -> exit 0 with the output (compact JSON or the raw bytes) and one line
  * per --template; not fired -> exit 1 and no output; compile error -> the caret diagnostic on
  * stderr and exit 2; an evaluation error (a resource limit) -> exit 3; bad usage -> exit 64.
+ *
+ * `sluice eval` has no shadow store; `--context` may bring the shadows a rule reads with
+ * get_thing_shadow(): "shadows": [{"thingName": T, "shadowName": S (absent: classic),
+ * "document": {...}}], served to the library through its sql_host callback.
  */
 #include "cli.h"
 
@@ -61,8 +65,59 @@ static char *read_file(const char *path, size_t *n) {
     return buf;
 }
 
+/* The shadows of --context, and the sql_host that serves them to get_thing_shadow(). */
+typedef struct eval_shadows {
+    cJSON *list; /* borrowed from the --context document */
+    sql_host host;
+} eval_shadows;
+
+static long get_shadow(void *ud, const char *thing, const char *shadow, char *buf, size_t cap) {
+    const eval_shadows *es = ud;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, es->list) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "thingName");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "shadowName");
+        if (strcmp(t->valuestring, thing) != 0 || !n != !shadow ||
+            (n && strcmp(n->valuestring, shadow) != 0))
+            continue;
+        char *doc = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(e, "document"));
+        if (!doc)
+            return SQL_HOST_ERROR;
+        size_t len = strlen(doc);
+        if (len <= cap)
+            memcpy(buf, doc, len);
+        free(doc);
+        return (long)len;
+    }
+    return SQL_HOST_NOT_FOUND;
+}
+
+/* Checks --context's "shadows" and points the message's host at them. 0, or -1. */
+static int parse_shadows(cJSON *list, sql_message *m, eval_shadows *es, char *err, size_t cap) {
+    const cJSON *e;
+    if (!cJSON_IsArray(list)) {
+        snprintf(err, cap, "--context: \"shadows\" must be an array");
+        return -1;
+    }
+    cJSON_ArrayForEach(e, list) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "thingName");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "shadowName");
+        if (!cJSON_IsString(t) || (n && !cJSON_IsString(n)) ||
+            !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(e, "document"))) {
+            snprintf(err, cap, "--context: each shadow needs \"thingName\", \"document\" (an "
+                               "object) and an optional \"shadowName\"");
+            return -1;
+        }
+    }
+    es->list = list;
+    es->host = (sql_host){.ud = es, .get_shadow = get_shadow};
+    m->host = &es->host;
+    return 0;
+}
+
 /* Fills the message's context from --context JSON. Returns 0, or -1 with a message. */
-static int parse_context(const char *json, sql_message *m, cJSON **keep, char *err, size_t cap) {
+static int parse_context(const char *json, sql_message *m, eval_shadows *es, cJSON **keep,
+                         char *err, size_t cap) {
     cJSON *c = cJSON_Parse(json);
     if (!c || !cJSON_IsObject(c)) {
         snprintf(err, cap, "--context is not a JSON object");
@@ -101,6 +156,9 @@ static int parse_context(const char *json, sql_message *m, cJSON **keep, char *e
         }
         m->timestamp_ms = (int64_t)ts->valuedouble;
     }
+    cJSON *sh = cJSON_GetObjectItemCaseSensitive(c, "shadows");
+    if (sh && parse_shadows(sh, m, es, err, cap))
+        return -1;
     return 0;
 }
 
@@ -151,6 +209,7 @@ int cli_eval(int argc, char **argv) {
     int rc = CLI_USAGE;
     char *filebuf = NULL;
     cJSON *ctxjson = NULL;
+    eval_shadows shadows = {0};
     sql_program *prog = NULL;
     sql_exec *x = NULL;
     sql_message m = {.topic = topic, .topic_len = strlen(topic), .protocol = SQL_PROTO_MQTT};
@@ -168,7 +227,7 @@ int cli_eval(int argc, char **argv) {
         m.payload_len = strlen(payload);
     }
     char err[256];
-    if (context && parse_context(context, &m, &ctxjson, err, sizeof err)) {
+    if (context && parse_context(context, &m, &shadows, &ctxjson, err, sizeof err)) {
         usage_eval(err);
         goto out;
     }

@@ -93,6 +93,20 @@ char *sql__arena_strdup(sql_arena *a, const char *s, size_t n) {
     return r;
 }
 
+int sql__grow(void **p, uint32_t *cap, uint32_t need, size_t elt) {
+    if (need <= *cap)
+        return 0;
+    uint32_t c = *cap ? *cap * 2 : 16;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, (size_t)c * elt);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
 void sql__buf_init(sql_buf *b) { memset(b, 0, sizeof *b); }
 
 void sql__buf_free(sql_buf *b) {
@@ -100,7 +114,7 @@ void sql__buf_free(sql_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
-int sql__buf_reserve(sql_buf *b, size_t extra) {
+int sql__buf_grow(sql_buf *b, size_t extra) {
     if (b->oom)
         return -1;
     if (b->len + extra + 1 <= b->cap)
@@ -116,19 +130,6 @@ int sql__buf_reserve(sql_buf *b, size_t extra) {
     b->p = p;
     b->cap = cap;
     return 0;
-}
-
-void sql__buf_put(sql_buf *b, const void *s, size_t n) {
-    if (n == 0 || sql__buf_reserve(b, n) != 0)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-void sql__buf_putc(sql_buf *b, char c) {
-    if (sql__buf_reserve(b, 1) != 0)
-        return;
-    b->p[b->len++] = c;
 }
 
 void sql__buf_printf(sql_buf *b, const char *fmt, ...) {

@@ -28,6 +28,11 @@
 
 #define MAX_PATH 32
 
+/* The functions that recurse over expressions keep their frames small (their stack use is
+ * SQL_MAX_DEPTH times their frame, see sql/README.md "Limits"): bulky or rare work goes into
+ * helpers the compiler must not inline into them. */
+#define NOINLINE __attribute__((noinline))
+
 typedef struct cnode { /* path trie node during compilation */
     const char *key;
     uint32_t klen;
@@ -60,20 +65,6 @@ typedef struct fstate {
 
 /* {====== small growable arrays */
 
-static int grow(void **p, uint32_t *cap, uint32_t need, size_t elt) {
-    if (need <= *cap)
-        return 0;
-    uint32_t c = *cap ? *cap * 2 : 16;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, (size_t)c * elt);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static int fail(fstate *fs, int code, uint32_t off, uint32_t len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -96,7 +87,7 @@ static int fail(fstate *fs, int code, uint32_t off, uint32_t len, const char *fm
 static int nomem(fstate *fs) { return fail(fs, SQL_E_NOMEM, 0, 0, "out of memory"); }
 
 static int emit(fstate *fs, uint8_t op, int a, int b, int c) {
-    if (grow((void **)&fs->code, &fs->capcode, fs->ncode + 1, sizeof(sql_insn)))
+    if (sql__grow((void **)&fs->code, &fs->capcode, fs->ncode + 1, sizeof(sql_insn)))
         return nomem(fs), -1;
     sql_insn *i = &fs->code[fs->ncode];
     memset(i, 0, sizeof *i);
@@ -179,7 +170,7 @@ static sql_value keep_value(fstate *fs, sql_value v) {
 
 static int addk(fstate *fs, sql_value v) {
     v = keep_value(fs, v);
-    if (grow((void **)&fs->k, &fs->capk, fs->nk + 1, sizeof(sql_value)))
+    if (sql__grow((void **)&fs->k, &fs->capk, fs->nk + 1, sizeof(sql_value)))
         return nomem(fs), 0;
     fs->k[fs->nk] = v;
     return (int)fs->nk++;
@@ -212,7 +203,7 @@ static int allocreg(fstate *fs, int n) {
 /* {====== pass 1: payload paths */
 
 static int newnode(fstate *fs, const char *key, uint32_t klen) {
-    if (grow((void **)&fs->nodes, &fs->capnodes, fs->nnodes + 1, sizeof(cnode)))
+    if (sql__grow((void **)&fs->nodes, &fs->capnodes, fs->nnodes + 1, sizeof(cnode)))
         return nomem(fs), -1;
     cnode *c = &fs->nodes[fs->nnodes];
     c->key = key;
@@ -284,17 +275,25 @@ static void collect_select(fstate *fs, const sql_select *s) {
     fs->row = row;
 }
 
+/* Marks e's path in the trie when e is a payload path; 1 if it was one. Kept out of collect()
+ * so that the name buffer is not part of every recursive frame. */
+static NOINLINE int collect_path(fstate *fs, const sql_node *e) {
+    sql_name names[MAX_PATH];
+    int n = path_of(fs, e, names);
+    if (n <= 0)
+        return 0;
+    int nd = path_node(fs, names, n);
+    if (nd >= 0)
+        fs->nodes[nd].want = 1;
+    return 1;
+}
+
+/* Recursion: once per level of e's tree, which the parser bounds by SQL_MAX_DEPTH. */
 static void collect(fstate *fs, const sql_node *e) {
     if (!e || fs->err)
         return;
-    sql_name names[MAX_PATH];
-    int n = path_of(fs, e, names);
-    if (n > 0) {
-        int nd = path_node(fs, names, n);
-        if (nd >= 0)
-            fs->nodes[nd].want = 1;
+    if ((e->kind == SQL_N_FIELD || e->kind == SQL_N_MEMBER) && collect_path(fs, e))
         return;
-    }
     if (e->kind == SQL_N_STAR) {
         if (fs->row < 0)
             fs->nodes[0].want = 1;
@@ -353,7 +352,11 @@ static int freeze_paths(fstate *fs) {
         pn->slot = c->slot;
         pn->child = c->slot >= 0 ? -1 : c->child;
         pn->next = c->next;
+        pn->parent = -1;
     }
+    for (uint32_t i = 0; i < fs->nnodes; i++)
+        for (int32_t c = p->paths[i].child; c >= 0; c = p->paths[c].next)
+            p->paths[c].parent = (int32_t)i;
     for (uint32_t i = 0; i < fs->nnodes; i++)
         p->paths[i].nslots = count_slots(p->paths, (int)i);
     p->npaths = fs->nnodes;
@@ -373,37 +376,35 @@ static const sql_func cast_func = {"cast", 1, 1, SQL_FN_DETERMINISTIC, fn_cast};
 
 static const sql_func *resolve_call(fstate *fs, const sql_node *e);
 
-/* 1 and *out set when e is a constant expression; 0 otherwise. */
-static int konst(fstate *fs, const sql_node *e, sql_value *out) {
+static int konst(fstate *fs, const sql_node *e, sql_value *out);
+
+/* konst() of a call: a deterministic builtin over constant arguments runs now. Its own
+ * function so that the argument array is not part of every recursive konst() frame. */
+static NOINLINE int konst_call(fstate *fs, const sql_node *e, sql_value *out) {
     sql_ctx *c = &fs->cctx;
-    if (fs->err)
+    const sql_func *f = resolve_call(fs, e);
+    if (!f || !(f->flags & SQL_FN_DETERMINISTIC) || (f->flags & SQL_FN_REGEX))
         return 0;
-    switch (e->kind) {
-    case SQL_N_LIT:
-        *out = e->v;
+    if ((int)e->nkids < f->min_args || (f->max_args >= 0 && (int)e->nkids > f->max_args)) {
+        *out = SQL_UNDEF;
         return 1;
-    case SQL_N_UNARY: {
-        sql_value a;
-        if (!konst(fs, e->kids[0], &a))
-            return 0;
-        *out = e->op == SQL_U_NOT ? sql__op_not(c, &a) : sql__op_neg(c, &a);
-        break;
     }
-    case SQL_N_BINARY: {
-        sql_value a, b;
-        if (!konst(fs, e->kids[0], &a) || !konst(fs, e->kids[1], &b))
+    /* in the arena, not on the stack: calls nest, and this frame is paid at every level */
+    sql_value *argv = sql__arena_alloc(&c->arena, sizeof(sql_value) * (e->nkids + 1));
+    if (!argv)
+        return 0;
+    for (uint32_t i = 0; i < e->nkids; i++)
+        if (e->kids[i]->kind == SQL_N_STAR || !konst(fs, e->kids[i], &argv[i]))
             return 0;
-        *out = sql__op_binary(c, e->op, &a, &b);
-        break;
-    }
-    case SQL_N_CAST: {
-        sql_value a;
-        if (!konst(fs, e->kids[0], &a))
-            return 0;
-        *out = sql__cast(c, &a, e->op);
-        break;
-    }
-    case SQL_N_ARRAY: {
+    c->aux = NULL;
+    f->fn(c, (int)e->nkids, argv, out);
+    return 1;
+}
+
+/* konst() of an array or object literal: constant when every element is. */
+static NOINLINE int konst_literal(fstate *fs, const sql_node *e, sql_value *out) {
+    sql_ctx *c = &fs->cctx;
+    if (e->kind == SQL_N_ARRAY) {
         sql_value *vs = sql__arena_alloc(&c->arena, sizeof(sql_value) * (e->nkids + 1));
         if (!vs)
             return 0;
@@ -417,59 +418,76 @@ static int konst(fstate *fs, const sql_node *e, sql_value *out) {
         *out = (sql_value){.t = SQL_T_ARR, .n = n, .u.a = vs};
         return 1;
     }
-    case SQL_N_OBJECT: {
-        sql_member *ms = sql__arena_alloc(&c->arena, sizeof(sql_member) * (e->nkids + 1));
-        if (!ms)
+    sql_member *ms = sql__arena_alloc(&c->arena, sizeof(sql_member) * (e->nkids + 1));
+    if (!ms)
+        return 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < e->nkids; i++) {
+        sql_value v;
+        if (!konst(fs, e->kids[i], &v))
             return 0;
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < e->nkids; i++) {
-            sql_value v;
-            if (!konst(fs, e->kids[i], &v))
-                return 0;
-            if (v.t == SQL_T_UNDEF)
-                continue;
-            uint32_t j;
-            for (j = 0; j < n; j++)
-                if (ms[j].klen == e->keys[i].n && !memcmp(ms[j].k, e->keys[i].s, e->keys[i].n))
-                    break;
-            ms[j].k = e->keys[i].s;
-            ms[j].klen = e->keys[i].n;
-            ms[j].kflags = 0;
-            ms[j].v = v;
-            if (j == n)
-                n++;
-        }
-        *out = (sql_value){.t = SQL_T_OBJ, .n = n, .u.o = ms};
-        return 1;
+        if (v.t == SQL_T_UNDEF)
+            continue;
+        uint32_t j;
+        for (j = 0; j < n; j++)
+            if (ms[j].klen == e->keys[i].n && !memcmp(ms[j].k, e->keys[i].s, e->keys[i].n))
+                break;
+        ms[j].k = e->keys[i].s;
+        ms[j].klen = e->keys[i].n;
+        ms[j].kflags = 0;
+        ms[j].v = v;
+        if (j == n)
+            n++;
     }
-    case SQL_N_CALL: {
-        const sql_func *f = resolve_call(fs, e);
-        if (!f || !(f->flags & SQL_FN_DETERMINISTIC) || (f->flags & SQL_FN_REGEX))
-            return 0;
-        if ((int)e->nkids < f->min_args || (f->max_args >= 0 && (int)e->nkids > f->max_args)) {
-            *out = SQL_UNDEF;
-            return 1;
-        }
-        sql_value argv[16];
-        if (e->nkids > 16)
-            return 0;
-        for (uint32_t i = 0; i < e->nkids; i++)
-            if (e->kids[i]->kind == SQL_N_STAR || !konst(fs, e->kids[i], &argv[i]))
-                return 0;
-        c->aux = NULL;
-        if (f->fn(c, (int)e->nkids, argv, out) != 0 || c->err)
-            break;
+    *out = (sql_value){.t = SQL_T_OBJ, .n = n, .u.o = ms};
+    return 1;
+}
+
+/* 1 and *out set when e is a constant expression; 0 otherwise. Recursion: once per level of
+ * e's tree (bounded by SQL_MAX_DEPTH). */
+static int konst(fstate *fs, const sql_node *e, sql_value *out) {
+    sql_ctx *c = &fs->cctx;
+    if (fs->err || (e->flags & SQL_NF_VARIANT))
+        return 0;
+    sql_value a, b;
+    int ok;
+    switch (e->kind) {
+    case SQL_N_LIT:
+        *out = e->v;
+        return 1;
+    case SQL_N_UNARY:
+        if ((ok = konst(fs, e->kids[0], &a)))
+            *out = e->op == SQL_U_NOT ? sql__op_not(c, &a) : sql__op_neg(c, &a);
+        break;
+    case SQL_N_BINARY:
+        if ((ok = konst(fs, e->kids[0], &a) && konst(fs, e->kids[1], &b)))
+            *out = sql__op_binary(c, e->op, &a, &b);
+        break;
+    case SQL_N_CAST:
+        if ((ok = konst(fs, e->kids[0], &a)))
+            *out = sql__cast(c, &a, e->op);
+        break;
+    case SQL_N_ARRAY:
+    case SQL_N_OBJECT:
+        ok = konst_literal(fs, e, out);
+        break;
+    case SQL_N_CALL:
+        ok = konst_call(fs, e, out);
+        break;
+    default:
+        ok = 0;
         break;
     }
-    default:
-        return 0;
-    }
-    if (c->err) { /* folding failed (e.g. a limit): leave it to run time */
+    if (ok && c->err) { /* folding failed (e.g. a limit): leave it to run time */
         c->err = 0;
         c->errmsg[0] = '\0';
-        return 0;
+        ok = 0;
     }
-    return 1;
+    /* expr() asks again at every level of a tree: remember the answer, so that a chain of n
+       operators costs n steps, not n * n (the tree is the compiler's own scratch) */
+    if (!ok)
+        ((sql_node *)e)->flags |= SQL_NF_VARIANT;
+    return ok;
 }
 
 /* }====== */
@@ -506,13 +524,24 @@ static const sql_func *resolve_call(fstate *fs, const sql_node *e) {
 }
 
 static int add_call(fstate *fs, const sql_func *f, void *aux, const sql_node *e) {
-    if (grow((void **)&fs->calls, &fs->capcalls, fs->ncalls + 1, sizeof(sql_callsite)))
+    if (sql__grow((void **)&fs->calls, &fs->capcalls, fs->ncalls + 1, sizeof(sql_callsite)))
         return nomem(fs), 0;
     fs->calls[fs->ncalls] = (sql_callsite){f, aux, e->off, e->len};
     return (int)fs->ncalls++;
 }
 
-static int call(fstate *fs, const sql_node *e, int target) {
+/* A literal regexp pattern compiled once, or NULL when the pattern is not constant. An invalid
+ * literal pattern is Undefined at run time, as AWS documents: the builtin recompiles it and
+ * fails the same way. */
+static NOINLINE void *literal_regex(fstate *fs, const sql_node *pat) {
+    sql_value k;
+    char msg[160];
+    if (!konst(fs, pat, &k) || k.t != SQL_T_STR)
+        return NULL;
+    return sql__regex_compile(k.u.s, k.n, msg, sizeof msg);
+}
+
+static NOINLINE int call(fstate *fs, const sql_node *e, int target) {
     const sql_func *f = resolve_call(fs, e);
     if (!f)
         return fs->err;
@@ -530,15 +559,8 @@ static int call(fstate *fs, const sql_node *e, int target) {
                         argc >= 2 ? e->kids[1]->len : e->len,
                         "the second argument of %s() must be a string literal", f->name);
     }
-    if ((f->flags & SQL_FN_REGEX) && argc >= 2) {
-        sql_value k;
-        if (konst(fs, e->kids[1], &k) && k.t == SQL_T_STR) {
-            char msg[160];
-            aux = sql__regex_compile(k.u.s, k.n, msg, sizeof msg);
-            /* an invalid literal pattern is Undefined at run time, as AWS documents: the
-               builtin recompiles it and fails the same way */
-        }
-    }
+    if ((f->flags & SQL_FN_REGEX) && argc >= 2)
+        aux = literal_regex(fs, e->kids[1]);
     int ci = add_call(fs, f, aux, e);
     int save = fs->nextreg;
     int base = allocreg(fs, argc + 1);
@@ -561,7 +583,37 @@ static int call(fstate *fs, const sql_node *e, int target) {
     return fs->err;
 }
 
-static int case_expr(fstate *fs, const sql_node *e, int target) {
+static NOINLINE int cast_expr(fstate *fs, const sql_node *e, int target) {
+    int ci = add_call(fs, &cast_func, (void *)(intptr_t)e->op, e);
+    int save = fs->nextreg;
+    int base = allocreg(fs, 2);
+    if (expr(fs, e->kids[0], base + 1))
+        return fs->err;
+    emit(fs, SQL_OP_CALL, base, ci, 1);
+    emit(fs, SQL_OP_MOVE, target, base, 0);
+    fs->nextreg = save;
+    return fs->err;
+}
+
+/* An array or object literal that is not constant: built element by element. */
+static NOINLINE int literal(fstate *fs, const sql_node *e, int target) {
+    int save = fs->nextreg;
+    int arr = e->kind == SQL_N_ARRAY;
+    emit(fs, arr ? SQL_OP_NEWARR : SQL_OP_NEWOBJ, target, 0, (int)e->nkids);
+    int t = allocreg(fs, 1);
+    for (uint32_t i = 0; i < e->nkids; i++) {
+        if (expr(fs, e->kids[i], t))
+            return fs->err;
+        if (arr)
+            emit(fs, SQL_OP_APPEND, target, t, 0);
+        else
+            emit(fs, SQL_OP_SETKEY, target, t, addks(fs, e->keys[i].s, e->keys[i].n));
+    }
+    fs->nextreg = save;
+    return fs->err;
+}
+
+static NOINLINE int case_expr(fstate *fs, const sql_node *e, int target) {
     int save = fs->nextreg;
     int has_else = (e->flags & SQL_NF_ELSE) != 0;
     uint32_t npairs = (e->nkids - 1 - (uint32_t)has_else) / 2;
@@ -671,7 +723,7 @@ static int items(fstate *fs, const sql_select *s, int target, int row) {
 
 /* (SELECT [VALUE] items FROM expr [WHERE cond]) over the elements of an array; over an object
  * it runs once and gives a single result instead of an array (AWS's transform examples). */
-static int nested_select(fstate *fs, const sql_select *s, int target) {
+static NOINLINE int nested_select(fstate *fs, const sql_select *s, int target) {
     int save = fs->nextreg;
     int it = allocreg(fs, 3); /* it: source, it+1: position, it+2: element */
     int res = allocreg(fs, 1);
@@ -702,44 +754,60 @@ static int nested_select(fstate *fs, const sql_select *s, int target) {
     return fs->err;
 }
 
+/* Compiles e into `target` when it is a payload path (`a`, `a.b.c` at top level): the slot of
+ * the shortest prefix the trie has a slot for, then GETF down the rest. Returns 1 if e was a
+ * path. Kept out of expr() so that the name buffer is not part of every recursive frame. */
+static NOINLINE int read_path(fstate *fs, const sql_node *e, int target) {
+    sql_name names[MAX_PATH];
+    int np = path_of(fs, e, names);
+    if (np <= 0)
+        return 0;
+    int cur = 0, i = 0;
+    for (; i < np; i++) {
+        int c = fs->nodes[cur].child;
+        while (c >= 0 && !(fs->nodes[c].klen == names[i].n &&
+                           memcmp(fs->nodes[c].key, names[i].s, names[i].n) == 0))
+            c = fs->nodes[c].next;
+        if (c < 0)
+            break;
+        cur = c;
+        if (fs->nodes[cur].slot >= 0) {
+            i++;
+            break;
+        }
+    }
+    if (fs->nodes[cur].slot < 0) /* only `*` covers it: read from the whole payload */
+        i = 0, cur = 0;
+    if (cur == 0)
+        emit(fs, SQL_OP_PAYLOAD, target, 0, 0);
+    else
+        emitbx(fs, SQL_OP_SLOT, target, (uint32_t)fs->nodes[cur].slot);
+    for (; i < np; i++)
+        emit(fs, SQL_OP_GETF, target, target, addks(fs, names[i].s, names[i].n));
+    return 1;
+}
+
+/* Compiles e into a LOADK when it is a constant expression; 1 if it was. */
+static NOINLINE int fold(fstate *fs, const sql_node *e, int target) {
+    sql_value kv;
+    if (!konst(fs, e, &kv))
+        return 0;
+    emitbx(fs, SQL_OP_LOADK, target, (uint32_t)addk(fs, kv));
+    return 1;
+}
+
+/* Recursion: once per level of e's tree (bounded by SQL_MAX_DEPTH); the constructs with more
+ * state (calls, CASE, nested SELECT, literals) have their own NOINLINE functions, so that a
+ * chain of operators recurses through expr()'s small frame alone. */
 static int expr(fstate *fs, const sql_node *e, int target) {
     if (fs->err)
         return fs->err;
-    sql_value kv;
-    if (e->kind != SQL_N_LIT && e->kind != SQL_N_FIELD && konst(fs, e, &kv)) {
-        emitbx(fs, SQL_OP_LOADK, target, (uint32_t)addk(fs, kv));
+    if (e->kind != SQL_N_LIT && e->kind != SQL_N_FIELD && fold(fs, e, target))
         return fs->err;
-    }
     if (fs->err)
         return fs->err;
-    sql_name names[MAX_PATH];
-    int np = path_of(fs, e, names);
-    if (np > 0) {
-        /* read the longest... no: the shortest prefix that has a slot, then walk down */
-        int cur = 0, i = 0;
-        for (; i < np; i++) {
-            int c = fs->nodes[cur].child;
-            while (c >= 0 && !(fs->nodes[c].klen == names[i].n &&
-                               memcmp(fs->nodes[c].key, names[i].s, names[i].n) == 0))
-                c = fs->nodes[c].next;
-            if (c < 0)
-                break;
-            cur = c;
-            if (fs->nodes[cur].slot >= 0) {
-                i++;
-                break;
-            }
-        }
-        if (fs->nodes[cur].slot < 0) /* only `*` covers it: read from the whole payload */
-            i = 0, cur = 0;
-        if (cur == 0)
-            emit(fs, SQL_OP_PAYLOAD, target, 0, 0);
-        else
-            emitbx(fs, SQL_OP_SLOT, target, (uint32_t)fs->nodes[cur].slot);
-        for (; i < np; i++)
-            emit(fs, SQL_OP_GETF, target, target, addks(fs, names[i].s, names[i].n));
+    if ((e->kind == SQL_N_FIELD || e->kind == SQL_N_MEMBER) && read_path(fs, e, target))
         return fs->err;
-    }
     switch (e->kind) {
     case SQL_N_LIT:
         emitbx(fs, SQL_OP_LOADK, target, (uint32_t)addk(fs, e->v));
@@ -795,43 +863,13 @@ static int expr(fstate *fs, const sql_node *e, int target) {
     }
     case SQL_N_CALL:
         return call(fs, e, target);
-    case SQL_N_CAST: {
-        int ci = add_call(fs, &cast_func, (void *)(intptr_t)e->op, e);
-        int save = fs->nextreg;
-        int base = allocreg(fs, 2);
-        if (expr(fs, e->kids[0], base + 1))
-            return fs->err;
-        emit(fs, SQL_OP_CALL, base, ci, 1);
-        emit(fs, SQL_OP_MOVE, target, base, 0);
-        fs->nextreg = save;
-        break;
-    }
+    case SQL_N_CAST:
+        return cast_expr(fs, e, target);
     case SQL_N_CASE:
         return case_expr(fs, e, target);
-    case SQL_N_ARRAY: {
-        int save = fs->nextreg;
-        emit(fs, SQL_OP_NEWARR, target, 0, (int)e->nkids);
-        int t = allocreg(fs, 1);
-        for (uint32_t i = 0; i < e->nkids; i++) {
-            if (expr(fs, e->kids[i], t))
-                return fs->err;
-            emit(fs, SQL_OP_APPEND, target, t, 0);
-        }
-        fs->nextreg = save;
-        break;
-    }
-    case SQL_N_OBJECT: {
-        int save = fs->nextreg;
-        emit(fs, SQL_OP_NEWOBJ, target, 0, (int)e->nkids);
-        int t = allocreg(fs, 1);
-        for (uint32_t i = 0; i < e->nkids; i++) {
-            if (expr(fs, e->kids[i], t))
-                return fs->err;
-            emit(fs, SQL_OP_SETKEY, target, t, addks(fs, e->keys[i].s, e->keys[i].n));
-        }
-        fs->nextreg = save;
-        break;
-    }
+    case SQL_N_ARRAY:
+    case SQL_N_OBJECT:
+        return literal(fs, e, target);
     case SQL_N_SELECT:
         return nested_select(fs, e->sel, target);
     default:
@@ -985,7 +1023,7 @@ int sql_compile(const char *text, size_t n, const sql_compile_opts *opts, sql_pr
             rc = nomem(&fs);
             goto out;
         }
-        rc = sql__parse_template(&fs.cctx, ttexts[i], tl, &tasts[i], diag);
+        rc = sql__parse_template(&fs.cctx, ttexts[i], tl, st, &tasts[i], diag);
         if (rc) {
             diag->where = (int)i;
             goto out;

@@ -43,6 +43,8 @@ void sql__diag_locate(sql_diag *d, const char *text, size_t n) {
     d->col = col;
 }
 
+#define WINDOW 60 /* bytes shown on each side of the error in a long line */
+
 size_t sql_diag_format(const sql_diag *d, const char *text, size_t n, char *buf, size_t cap) {
     sql_buf b;
     sql__buf_init(&b);
@@ -57,8 +59,23 @@ size_t sql_diag_format(const sql_diag *d, const char *text, size_t n, char *buf,
             ls--;
         while (le < n && text[le] != '\n')
             le++;
+        /* a long line (a generated rule can be one 256 KiB line) shows a window around the
+           error, cut at character boundaries and marked with "..." */
+        int cut_left = off - ls > WINDOW, cut_right = le - off > WINDOW + d->len;
+        if (cut_left)
+            for (ls = off - WINDOW; ls < off && ((unsigned char)text[ls] & 0xC0) == 0x80;)
+                ls++;
+        if (cut_right)
+            for (le = off + d->len + WINDOW; le < n && ((unsigned char)text[le] & 0xC0) == 0x80;)
+                le++;
+        if (cut_left)
+            sql__buf_put(&b, "...", 3);
         sql__buf_put(&b, text + ls, le - ls);
+        if (cut_right)
+            sql__buf_put(&b, "...", 3);
         sql__buf_putc(&b, '\n');
+        if (cut_left)
+            sql__buf_put(&b, "   ", 3);
         for (size_t i = ls; i < off; i++) {
             unsigned char c = (unsigned char)text[i];
             if (c == '\t')

@@ -53,6 +53,7 @@ sql_exec *sql_exec_new(void) {
     sql__buf_init(&x->ctx.scratch);
     sql__buf_init(&x->out);
     sql__buf_init(&x->tout);
+    x->sh.k = -1;
     return x;
 }
 
@@ -67,6 +68,8 @@ void sql_exec_free(sql_exec *x) {
     sql__buf_free(&x->tout);
     free(x->regs);
     free(x->slots);
+    free(x->uses);
+    sql__shared_deinit(&x->sh);
     free(x);
 }
 
@@ -92,6 +95,16 @@ static int reserve(sql_exec *x, const sql_program *p) {
             return -1;
         x->slots = s;
         x->nslots = p->nslots;
+    }
+    if (p->ncalls > x->nuses) {
+        sql_site_use *u = realloc(x->uses, sizeof(sql_site_use) * p->ncalls);
+        if (!u)
+            return -1;
+        /* a new entry's run 0 is never current: sql__vm_run() counts runs from 1 */
+        memset(u + x->nuses, 0, sizeof(sql_site_use) * (p->ncalls - x->nuses));
+        x->uses = u;
+        x->nuses = p->ncalls;
+        x->ctx.uses = u;
     }
     return 0;
 }
@@ -119,7 +132,8 @@ static int basic_ingest(const sql_message *m, const char **topic, size_t *len) {
     return 1;
 }
 
-static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
+/* Sets x up to run p on m; k >= 0: p is program k of the shared scan begun on x. */
+static int start(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k) {
     sql_ctx *c = &x->ctx;
     sql__arena_reset(&c->arena);
     c->err = 0;
@@ -128,7 +142,8 @@ static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
     c->prog = p;
     c->msg = m;
     c->aux = NULL;
-    c->now_ms = m->timestamp_ms ? m->timestamp_ms : now_ms();
+    c->now_ms = m->timestamp_ms ? m->timestamp_ms : k >= 0 ? x->sh.now_ms : now_ms();
+    x->sh.k = k;
     if (!basic_ingest(m, &c->topic, &c->topic_len)) {
         c->topic = m->topic;
         c->topic_len = m->topic_len;
@@ -145,9 +160,16 @@ static int start(sql_exec *x, const sql_program *p, const sql_message *m) {
     return 0;
 }
 
-int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
-                         sql_output *out) {
-    int rc = start(x, p, m);
+/* A value too deep to serialize (the compile-time limits keep values shallower; see
+ * SQL_MAX_VALUE_DEPTH). */
+static int too_deep(sql_exec *x) {
+    return sql_ctx_error(&x->ctx, SQL_E_LIMIT, "a value is nested more than %d levels deep",
+                         SQL_MAX_VALUE_DEPTH);
+}
+
+int sql__exec_run(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k,
+                  sql_output *out) {
+    int rc = start(x, p, m, k);
     if (rc)
         return rc;
     sql_value v;
@@ -160,14 +182,19 @@ int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m
     if (v.t == SQL_T_BIN) {
         sql__buf_put(&x->out, v.u.s, v.n);
         out->is_binary = 1;
-    } else if (v.t != SQL_T_UNDEF) {
-        sql__json_write(&x->out, &v);
+    } else if (v.t != SQL_T_UNDEF && sql__json_write(&x->out, &v) == SQL_E_LIMIT) {
+        return too_deep(x);
     }
     if (x->out.oom)
         return sql_ctx_error(&x->ctx, SQL_E_NOMEM, "out of memory");
     out->data = x->out.p ? x->out.p : "";
     out->len = x->out.len;
     return SQL_FIRED;
+}
+
+int sql_exec_run_matched(sql_exec *x, const sql_program *p, const sql_message *m,
+                         sql_output *out) {
+    return sql__exec_run(x, p, m, -1, out);
 }
 
 int sql_exec_run(sql_exec *x, const sql_program *p, const sql_message *m, sql_output *out) {
@@ -182,13 +209,13 @@ int sql_exec_run(sql_exec *x, const sql_program *p, const sql_message *m, sql_ou
 }
 
 /* Appends the text form of a template value: strings bare, Undefined as nothing, other
- * values as their JSON text. */
-static void put_text(sql_buf *b, const sql_value *v) {
+ * values as their JSON text. Returns 0 or SQL_E_LIMIT. */
+static int put_text(sql_buf *b, const sql_value *v) {
     switch (v->t) {
-    case SQL_T_UNDEF: break;
+    case SQL_T_UNDEF: return 0;
     case SQL_T_STR:
-    case SQL_T_BIN: sql__buf_put(b, v->u.s, v->n); break;
-    default: sql__json_write(b, v); break;
+    case SQL_T_BIN: sql__buf_put(b, v->u.s, v->n); return 0;
+    default: return sql__json_write(b, v) == SQL_E_LIMIT ? SQL_E_LIMIT : 0;
     }
 }
 
@@ -212,7 +239,8 @@ int sql_exec_template(sql_exec *x, size_t t, sql_output *out) {
         int rc = run_expr(x, pt->entry, &v);
         if (rc)
             return rc;
-        put_text(&x->tout, &v);
+        if (put_text(&x->tout, &v))
+            return too_deep(x);
     }
     if (x->tout.oom)
         return sql_ctx_error(&x->ctx, SQL_E_NOMEM, "out of memory");
@@ -232,8 +260,8 @@ int sql_exec_template_expr(sql_exec *x, size_t t, size_t k, sql_output *out, int
         return rc;
     sql__buf_reset(&x->tout);
     *is_null = v.t == SQL_T_UNDEF || v.t == SQL_T_NULL;
-    if (!*is_null)
-        put_text(&x->tout, &v);
+    if (!*is_null && put_text(&x->tout, &v))
+        return too_deep(x);
     out->data = x->tout.p ? x->tout.p : "";
     out->len = x->tout.len;
     out->is_binary = v.t == SQL_T_BIN;

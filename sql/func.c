@@ -8,7 +8,8 @@
  * names is fine; the VM calls through the resolved pointer.
  *
  * The functions that call AWS services are registered with SQL_FN_AWS so that the compiler
- * can reject them with an error that names them, instead of "unknown function".
+ * can reject them with an error that names them, instead of "unknown function". The one AWS
+ * service sluice provides itself, the device shadows, is read through the host (func_host.c).
  */
 #include "sql_int.h"
 
@@ -25,14 +26,13 @@ const sql_func sql__func_aws[] = {
     {"get_dynamodb", 0, -1, SQL_FN_AWS, fn_aws},
     {"get_secret", 0, -1, SQL_FN_AWS, fn_aws},
     {"machinelearning_predict", 0, -1, SQL_FN_AWS, fn_aws},
-    {"get_thing_shadow", 0, -1, SQL_FN_AWS, fn_aws},
     {"get_registry_data", 0, -1, SQL_FN_AWS, fn_aws},
     {0},
 };
 
 static const sql_func *const tables[] = {
-    sql__func_math, sql__func_string, sql__func_regex, sql__func_misc,
-    sql__func_context, sql__func_time, sql__func_aws,
+    sql__func_math, sql__func_string, sql__func_regex,  sql__func_misc,
+    sql__func_context, sql__func_time, sql__func_host, sql__func_aws,
 };
 
 const sql_func *sql__func_lookup(const char *name, size_t n) {

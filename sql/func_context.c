@@ -15,10 +15,16 @@
  * Rejected: one object {k: v}, which would have to drop or merge repeated keys.
  *
  * newuuid() draws its 122 random bits from getrandom(), buffered per thread so that a message
- * costs at most one syscall per 16 UUIDs.
+ * costs at most one syscall per 16 UUIDs; or, when the message carries a seed (sql.h), derives
+ * them with HMAC-SHA256 from the seed, the call site and how often that site already ran in
+ * this run of the VM, so that a replay gets the same UUIDs. Rejected: a counter over all the
+ * newuuid() calls of an evaluation, which would hand out different UUIDs when the engine
+ * renders the templates in another order or renders one twice.
  */
 #include "sql_int.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -105,16 +111,48 @@ static int fn_sql_version(sql_ctx *ctx, int argc, const sql_value *argv, sql_val
 static _Thread_local unsigned char rnd[256];
 static _Thread_local size_t rnd_pos = sizeof rnd;
 
-/* newuuid(): a random (version 4, RFC 4122 variant) UUID in lower case. */
-static int fn_newuuid(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {
-    if (rnd_pos + 16 > sizeof rnd) {
-        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-            return sql_ctx_error(ctx, SQL_E_RUNTIME, "newuuid: no random source");
-        rnd_pos = 0;
+/* The seed of the message, or NULL when it has none (all zero). */
+static const uint8_t *uuid_seed(const sql_ctx *ctx) {
+    static const uint8_t zero[16];
+    if (!ctx->msg || !ctx->uses || !memcmp(ctx->msg->uuid_seed, zero, sizeof zero))
+        return NULL;
+    return ctx->msg->uuid_seed;
+}
+
+/* The 16 bytes of the n-th use of call site `site` under `seed` (sql.h, uuid_seed). */
+static int derive(const uint8_t *seed, uint32_t site, uint32_t n, unsigned char u[16]) {
+    unsigned char msg[15] = "newuuid", md[EVP_MAX_MD_SIZE];
+    for (int i = 0; i < 4; i++) {
+        msg[7 + i] = (unsigned char)(site >> (8 * i));
+        msg[11 + i] = (unsigned char)(n >> (8 * i));
     }
+    unsigned int mdlen = 0;
+    if (!HMAC(EVP_sha256(), seed, 16, msg, sizeof msg, md, &mdlen) || mdlen < 16)
+        return -1;
+    memcpy(u, md, 16);
+    return 0;
+}
+
+/* newuuid(): a version 4 (RFC 4122 variant) UUID in lower case: random, or derived from the
+ * message's seed. */
+static int fn_newuuid(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {
     unsigned char u[16];
-    memcpy(u, rnd + rnd_pos, 16);
-    rnd_pos += 16;
+    const uint8_t *seed = uuid_seed(ctx);
+    if (seed) {
+        sql_site_use *use = &ctx->uses[ctx->site];
+        if (use->run != ctx->run)
+            *use = (sql_site_use){ctx->run, 0};
+        if (derive(seed, ctx->site, use->n++, u) != 0)
+            return sql_ctx_error(ctx, SQL_E_RUNTIME, "newuuid: HMAC-SHA256 failed");
+    } else {
+        if (rnd_pos + 16 > sizeof rnd) {
+            if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+                return sql_ctx_error(ctx, SQL_E_RUNTIME, "newuuid: no random source");
+            rnd_pos = 0;
+        }
+        memcpy(u, rnd + rnd_pos, 16);
+        rnd_pos += 16;
+    }
     u[6] = (unsigned char)((u[6] & 0x0F) | 0x40);
     u[8] = (unsigned char)((u[8] & 0x3F) | 0x80);
     char *p = sql__alloc(ctx, 36);

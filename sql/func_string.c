@@ -85,22 +85,21 @@ static int setstr(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
 
 /* {====== chr, length, numbytes, indexof, startswith, endswith */
 
-/* chr(n): n rounded down to an integer code point; surrogates and values beyond U+10FFFF are
- * not characters and give Undefined. */
+/* chr(n): the ASCII character with code n rounded down, as AWS's table says ("the ASCII
+ * character that corresponds to the given Int"); anything outside 0..127 gives Undefined. */
 static int fn_chr(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {
     int64_t cp;
     *out = SQL_UNDEF;
     if (argc != 1 || (argv[0].t != SQL_T_INT && argv[0].t != SQL_T_DEC &&
                       argv[0].t != SQL_T_STR))
         return 0;
-    if (intarg(ctx, &argv[0], SQL_ROUND_FLOOR, -1, 0x110000, &cp) < 0)
+    if (intarg(ctx, &argv[0], SQL_ROUND_FLOOR, -1, 128, &cp) < 0 || cp < 0 || cp > 127)
         return 0;
-    if (cp < 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    char *p = sql__alloc(ctx, 4);
+    char *p = sql__alloc(ctx, 1);
     if (!p)
         return ctx->err;
-    return setstr(ctx, p, sql__utf8_put(p, (uint32_t)cp), out);
+    *p = (char)cp;
+    return setstr(ctx, p, 1, out);
 }
 
 static int fn_length(sql_ctx *ctx, int argc, const sql_value *argv, sql_value *out) {

@@ -27,6 +27,7 @@ typedef struct jr {
     int depth;
     int64_t remaining; /* scan: slots still to find under the root */
     unsigned char *seen; /* scan: trie nodes already matched (first occurrence wins) */
+    const uint8_t *need; /* scan: SQL_NEED_* per node, or NULL (see sql_pathset) */
 } jr;
 
 #define NOT_JSON (-1)
@@ -358,7 +359,7 @@ static int value(jr *r, sql_value *out) {
 }
 
 int sql__json_parse(sql_ctx *ctx, const char *p, size_t n, sql_value *out) {
-    jr r = {ctx, p, p + n, 0, 0, NULL};
+    jr r = {.ctx = ctx, .p = p, .end = p + n};
     size_t base = ctx->jstack.len;
     int rc = value(&r, out);
     ctx->jstack.len = base;
@@ -408,7 +409,9 @@ static int skip(jr *r) {
                 continue;
             }
             if (d == '{' || d == '[') {
-                if (++depth > SQL_JSON_MAX_DEPTH)
+                /* the same absolute bound as value(): whether a payload is JSON must not
+                   depend on which of its members a rule reads */
+                if (r->depth + ++depth > SQL_JSON_MAX_DEPTH)
                     return NOT_JSON;
             } else if (d == '}' || d == ']') {
                 if (--depth == 0) {
@@ -475,10 +478,14 @@ static int scan_object(jr *r, const sql_path_node *nodes, int nd, sql_value *slo
         int c = child(nodes, nd, k, kn);
         if (c >= 0 && r->seen[c])
             c = -1; /* a duplicate key: the first occurrence won */
-        if (c < 0) {
+        int act = c < 0     ? SQL_NEED_SKIP
+                  : r->need ? r->need[c]
+                  : nodes[c].slot >= 0 ? SQL_NEED_VALUE
+                                       : SQL_NEED_DESCEND;
+        if (act == SQL_NEED_SKIP) {
             if ((rc = skip(r)))
                 return rc;
-        } else if (nodes[c].slot >= 0) {
+        } else if (act == SQL_NEED_VALUE) {
             r->seen[c] = 1;
             if ((rc = value(r, &slots[nodes[c].slot])))
                 return rc;
@@ -517,9 +524,9 @@ int sql__json_scan(sql_ctx *ctx, const char *p, size_t n, const sql_pathset *ps,
     const sql_path_node *nodes = ps->nodes;
     if (ps->nnodes == 0)
         return 0;
-    if (nodes[0].slot >= 0)
+    if (ps->need ? ps->need[0] == SQL_NEED_VALUE : nodes[0].slot >= 0)
         return sql__json_parse(ctx, p, n, &slots[nodes[0].slot]);
-    jr r = {ctx, p, p + n, 0, nodes[0].nslots, NULL};
+    jr r = {.ctx = ctx, .p = p, .end = p + n, .remaining = ps->nslots, .need = ps->need};
     r.seen = sql__alloc(ctx, ps->nnodes);
     if (!r.seen)
         return ctx->err;

@@ -63,7 +63,9 @@ static void put_str(sql_buf *b, const char *s, size_t n, int jsafe) {
     b->p[b->len++] = '"';
 }
 
-int sql__json_write(sql_buf *b, const sql_value *v) {
+/* Recursion: once per level of v's nesting, which the compile-time limits keep below
+ * SQL_MAX_VALUE_DEPTH; the check here makes the writer safe whatever hands it a value. */
+static int write(sql_buf *b, const sql_value *v, int depth) {
     switch (v->t) {
     case SQL_T_UNDEF:
         return 0;
@@ -86,6 +88,8 @@ int sql__json_write(sql_buf *b, const sql_value *v) {
         put_str(b, v->u.s, v->n, v->f & SQL_F_JSAFE);
         return 0;
     case SQL_T_ARR: {
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return SQL_E_LIMIT;
         sql__buf_putc(b, '[');
         int first = 1;
         for (uint32_t i = 0; i < v->n; i++) {
@@ -94,13 +98,16 @@ int sql__json_write(sql_buf *b, const sql_value *v) {
             if (!first)
                 sql__buf_putc(b, ',');
             first = 0;
-            if (sql__json_write(b, &v->u.a[i]) != 0)
-                return -1;
+            int rc = write(b, &v->u.a[i], depth + 1);
+            if (rc)
+                return rc;
         }
         sql__buf_putc(b, ']');
         return 0;
     }
     case SQL_T_OBJ: {
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return SQL_E_LIMIT;
         sql__buf_putc(b, '{');
         int first = 1;
         for (uint32_t i = 0; i < v->n; i++) {
@@ -112,8 +119,9 @@ int sql__json_write(sql_buf *b, const sql_value *v) {
             first = 0;
             put_str(b, m->k, m->klen, m->kflags & SQL_F_JSAFE);
             sql__buf_putc(b, ':');
-            if (sql__json_write(b, &m->v) != 0)
-                return -1;
+            int rc = write(b, &m->v, depth + 1);
+            if (rc)
+                return rc;
         }
         sql__buf_putc(b, '}');
         return 0;
@@ -122,3 +130,5 @@ int sql__json_write(sql_buf *b, const sql_value *v) {
         return -1;
     }
 }
+
+int sql__json_write(sql_buf *b, const sql_value *v) { return write(b, v, 0); }

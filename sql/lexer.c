@@ -21,6 +21,7 @@ void sql__lex_init(sql_lexer *lx, const char *src, size_t n, sql_diag *diag) {
     lx->src = src;
     lx->n = n;
     lx->pos = 0;
+    lx->limit = 0;
     lx->diag = diag;
 }
 
@@ -99,7 +100,7 @@ static sql_token lex_string(sql_lexer *lx) {
     return lex_error(lx, start, 1, "unterminated string literal");
 }
 
-sql_token sql__lex_next(sql_lexer *lx) {
+static sql_token lex(sql_lexer *lx) {
     const char *s = lx->src;
     size_t n = lx->n;
     while (lx->pos < n && (s[lx->pos] == ' ' || s[lx->pos] == '\t' || s[lx->pos] == '\n' ||
@@ -157,6 +158,18 @@ sql_token sql__lex_next(sql_lexer *lx) {
         return lex_error(lx, start, 1, msg);
     }
     }
+}
+
+sql_token sql__lex_next(sql_lexer *lx) {
+    sql_token t = lex(lx);
+    /* AWS limits a rule to 256 KiB of text: the error points where the text passes the limit,
+       so an earlier error (in the text) still wins */
+    if (lx->limit && lx->pos > lx->limit && t.kind != SQL_TK_ERROR) {
+        sql__diag_set(lx->diag, SQL_E_LIMIT, lx->src, lx->n, (uint32_t)lx->limit, 1,
+                      "statement is longer than %zu bytes", lx->limit);
+        return (sql_token){SQL_TK_ERROR, (uint32_t)lx->limit, 1};
+    }
+    return t;
 }
 
 int sql__lex_string(sql_arena *a, const char *src, const sql_token *t, const char **s,

@@ -310,6 +310,9 @@ sql_value sql__num_norm(sql_ctx *ctx, sql_value v) {
     dec d = to_dec(&v);
     if (!is_whole_dec(d))
         return v;
+    if (u256_is_zero(d.m)) /* 0E-999999999: no digits to divide away (found by fuzz_json:
+                              the loop below ran 50 million times for it) */
+        return sql__int(0);
     if (d.e < 0) {
         uint64_t rem;
         for (int64_t k = -d.e; k > 0;) {
@@ -395,8 +398,11 @@ int sql__num_parse(sql_ctx *ctx, const char *s, size_t n, sql_value *out) {
         if (i >= n || s[i] < '0' || s[i] > '9')
             return -1;
         for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-            if (exp < 100000000)
-                exp = exp * 10 + (s[i] - '0');
+            exp = exp * 10 + (s[i] - '0');
+            if (exp > 2000000000) /* far past the range checked below (found by fuzz_json:
+                                     digits beyond the 9th were dropped, 1E99999999901
+                                     read as 1E999999999) */
+                return -1;
         }
         if (eneg)
             exp = -exp;

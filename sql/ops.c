@@ -4,9 +4,11 @@
  * The tables are followed literally, including their surprises: `=` never converts ('1' = 1
  * is false) while `<` always converts to Decimal ('10' > 9 is true, 'abc' < 'abd' is
  * Undefined); `+` concatenates as soon as either side is a String and never parses numbers;
- * AND/OR accept the strings "true"/"false" and give Undefined for anything else, with no
- * short-circuit, so `false AND missing` is Undefined. See sql/README.md for the points AWS
- * leaves open (NULL = NULL, division by zero).
+ * AND/OR accept the strings "true"/"false" and give Undefined for anything else. One
+ * deliberate addition to the AND/OR tables: a side that decides the result wins over an
+ * Undefined other side (`true OR missing` is true, `false AND missing` false), which AWS users
+ * rely on (`isNull(previous) OR previous.x <> current.x`); `0 OR true` stays Undefined. See
+ * sql/README.md for this and the other points AWS leaves open (NULL = NULL, division by zero).
  */
 #include "sql_int.h"
 
@@ -20,7 +22,11 @@ const sql_value *sql__obj_get(const sql_value *obj, const char *k, size_t klen) 
     return NULL;
 }
 
-int sql__equal(const sql_value *a, const sql_value *b) {
+/* Recursion: once per level of nesting, below SQL_MAX_VALUE_DEPTH (see json_write.c); deeper
+ * values, which the compile-time limits rule out, compare as Undefined. */
+#define TOO_DEEP (-2)
+
+static int equal(const sql_value *a, const sql_value *b, int depth) {
     if (a->t == SQL_T_UNDEF || b->t == SQL_T_UNDEF)
         return -1;
     if (sql__is_num(a) && sql__is_num(b))
@@ -35,21 +41,33 @@ int sql__equal(const sql_value *a, const sql_value *b) {
     case SQL_T_ARR:
         if (a->n != b->n)
             return 0;
-        for (uint32_t i = 0; i < a->n; i++)
-            if (sql__equal(&a->u.a[i], &b->u.a[i]) != 1)
-                return 0;
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return TOO_DEEP;
+        for (uint32_t i = 0; i < a->n; i++) {
+            int eq = equal(&a->u.a[i], &b->u.a[i], depth + 1);
+            if (eq != 1)
+                return eq == TOO_DEEP ? eq : 0;
+        }
         return 1;
     case SQL_T_OBJ:
         if (a->n != b->n)
             return 0;
+        if (depth >= SQL_MAX_VALUE_DEPTH)
+            return TOO_DEEP;
         for (uint32_t i = 0; i < a->n; i++) {
             const sql_value *w = sql__obj_get(b, a->u.o[i].k, a->u.o[i].klen);
-            if (!w || sql__equal(&a->u.o[i].v, w) != 1)
-                return 0;
+            int eq = w ? equal(&a->u.o[i].v, w, depth + 1) : 0;
+            if (eq != 1)
+                return eq == TOO_DEEP ? eq : 0;
         }
         return 1;
     default: return 0;
     }
+}
+
+int sql__equal(const sql_value *a, const sql_value *b) {
+    int eq = equal(a, b, 0);
+    return eq == TOO_DEEP ? -1 : eq;
 }
 
 /* String/Int/Decimal operands converted to numbers for - * / % and comparisons; Undefined
@@ -76,11 +94,18 @@ static sql_value concat(sql_ctx *ctx, const sql_value *a, const sql_value *b) {
     return sql__str(r, (uint32_t)(n1 + n2));
 }
 
+/* AND/OR. Both sides Boolean (or "true"/"false"): the usual logic. One side Undefined and the
+ * other the value that decides alone (false for AND, true for OR, in either order): that value.
+ * Anything else: Undefined. */
 static sql_value logic(sql_ctx *ctx, int op, const sql_value *a, const sql_value *b) {
     sql_value x = sql__to_bool(ctx, a), y = sql__to_bool(ctx, b);
-    if (x.t != SQL_T_BOOL || y.t != SQL_T_BOOL)
-        return SQL_UNDEF;
-    return sql__bool(op == SQL_BIN_AND ? (x.u.b && y.u.b) : (x.u.b || y.u.b));
+    int decides = op == SQL_BIN_OR; /* the value that decides alone */
+    if (x.t == SQL_T_BOOL && y.t == SQL_T_BOOL)
+        return sql__bool(op == SQL_BIN_AND ? (x.u.b && y.u.b) : (x.u.b || y.u.b));
+    if ((x.t == SQL_T_BOOL && x.u.b == decides && b->t == SQL_T_UNDEF) ||
+        (y.t == SQL_T_BOOL && y.u.b == decides && a->t == SQL_T_UNDEF))
+        return sql__bool(decides);
+    return SQL_UNDEF;
 }
 
 sql_value sql__op_binary(sql_ctx *ctx, int op, const sql_value *a, const sql_value *b) {

@@ -8,8 +8,18 @@
  * (object and array literals, nested SELECT, the 2016-only cast types) are checked here, so
  * the error points at the construct.
  *
+ * Expressions are parsed by precedence climbing (Lua's subexpr), one call per nesting level
+ * instead of one per precedence level, so nested parentheses cost three stack frames each.
  * Precedence, lowest first: OR, AND, NOT, comparisons, + -, * / %, unary -, postfix . [].
  * AWS does not document it; this is standard SQL's order.
+ *
+ * Depth: every construct that nests (parentheses, calls, CASE, literals, nested SELECT, unary
+ * operators, index brackets) passes through subexpr(), whose counter bounds the parser's own
+ * recursion by SQL_MAX_DEPTH; and every node records the height of its tree, checked against
+ * the same limit when the node is built, so a left-deep chain `a+a+...+a` (which the parser
+ * builds in a loop, but the compiler walks recursively) fails at the operator that makes it
+ * too deep. Either way the error is an SQL_E_LIMIT diagnostic at the construct that crossed
+ * the limit, never a stack overflow.
  */
 #include "sql_int.h"
 
@@ -17,8 +27,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_DEPTH 128
-#define MAX_STATEMENT (256u * 1024u)
 #define MAX_VARS 10
 #define MAX_VAR_NAME 64
 
@@ -30,8 +38,13 @@ typedef struct P {
     sql_token tok;  /* current */
     sql_token prev; /* last consumed */
     sql_diag *d;
-    int depth;
+    int depth;      /* subexpr() calls in progress */
     int err;
+    uint32_t nvars; /* SET variables parsed so far, with their expressions' heights */
+    struct {
+        sql_name name;
+        uint32_t height;
+    } vars[MAX_VARS];
 } P;
 
 /* {====== helpers */
@@ -125,6 +138,40 @@ static sql_node *mknode(P *p, int kind, uint32_t off) {
     if (e) {
         e->kind = (uint8_t)kind;
         e->off = off;
+        e->height = 1;
+    }
+    return e;
+}
+
+static int too_deep(P *p, uint32_t off, uint32_t len) {
+    return perr(p, SQL_E_LIMIT, off, len, "expression is nested too deeply (more than %d levels)",
+                SQL_MAX_DEPTH);
+}
+
+static uint32_t height_of(const sql_node *e) { return e ? e->height : 0; }
+
+/* Sets e's height from its children, and fails when it passes SQL_MAX_DEPTH: the error points
+ * at [off, off + len), the operator or name that adds e's level. Returns e, or NULL. */
+static sql_node *grown(P *p, sql_node *e, uint32_t off, uint32_t len) {
+    if (!e)
+        return NULL;
+    uint32_t h = 0;
+    for (uint32_t i = 0; i < e->nkids; i++)
+        if (height_of(e->kids[i]) > h)
+            h = e->kids[i]->height;
+    if (e->sel) { /* items and WHERE see the elements of FROM; the result is [{...}, ...] */
+        const sql_select *s = e->sel;
+        h = height_of(s->from_expr) > height_of(s->where) ? height_of(s->from_expr)
+                                                           : height_of(s->where);
+        for (uint32_t i = 0; i < s->nitems; i++)
+            if (height_of(s->items[i].expr) > h)
+                h = s->items[i].expr->height;
+        h++;
+    }
+    e->height = h + 1;
+    if (e->height > SQL_MAX_DEPTH) {
+        too_deep(p, off, len);
+        return NULL;
     }
     return e;
 }
@@ -134,37 +181,43 @@ static void finish(P *p, sql_node *e) {
         e->len = p->prev.off + p->prev.len - e->off;
 }
 
-/* A growable list of node pointers, copied into the arena when done. */
+/* Room for element n of an arena-backed list v of capacity *cap (doubling). Lists live in the
+ * arena rather than in stack buffers because their parse functions recurse: every byte of
+ * their frames is paid once per nesting level. Returns the (possibly moved) list, or NULL. */
+static void *list_room(P *p, void *v, uint32_t n, uint32_t *cap, size_t elt) {
+    if (n < *cap)
+        return v;
+    uint32_t nc = *cap ? *cap * 2 : 4;
+    void *nv = node_alloc(p, elt * nc);
+    if (nv && n)
+        memcpy(nv, v, elt * n);
+    if (nv)
+        *cap = nc;
+    return nv;
+}
+
+/* A growable list of node pointers. */
 typedef struct nlist {
-    sql_node *buf[16];
     sql_node **v;
     uint32_t n, cap;
 } nlist;
 
 static void nl_init(nlist *l) {
-    l->v = l->buf;
-    l->n = 0;
-    l->cap = 16;
+    l->v = NULL;
+    l->n = l->cap = 0;
 }
 
 static int nl_push(P *p, nlist *l, sql_node *e) {
-    if (l->n == l->cap) {
-        sql_node **v = node_alloc(p, sizeof(sql_node *) * l->cap * 2);
-        if (!v)
-            return -1;
-        memcpy(v, l->v, sizeof(sql_node *) * l->n);
-        l->v = v;
-        l->cap *= 2;
-    }
+    sql_node **v = list_room(p, l->v, l->n, &l->cap, sizeof *v);
+    if (!v)
+        return -1;
+    l->v = v;
     l->v[l->n++] = e;
     return 0;
 }
 
 static sql_node **nl_done(P *p, nlist *l) {
-    sql_node **v = node_alloc(p, sizeof(sql_node *) * (l->n + 1));
-    if (v && l->n)
-        memcpy(v, l->v, sizeof(sql_node *) * l->n);
-    return v;
+    return l->v ? l->v : node_alloc(p, sizeof(sql_node *));
 }
 
 static sql_name tokname(const P *p, const sql_token *t) {
@@ -252,7 +305,7 @@ static sql_node *cast_expr(P *p, uint32_t off) {
     e->kids[0] = v;
     e->nkids = 1;
     finish(p, e);
-    return e;
+    return grown(p, e, off, 4);
 }
 
 /* case -> CASE [expr] WHEN expr THEN expr { WHEN expr THEN expr } [ELSE expr] END */
@@ -293,7 +346,7 @@ static sql_node *case_expr(P *p, uint32_t off) {
     e->kids = nl_done(p, &l);
     e->nkids = l.n;
     finish(p, e);
-    return e;
+    return grown(p, e, off, 4);
 }
 
 /* array -> '[' [ expr { ',' expr } ] ']' */
@@ -315,7 +368,7 @@ static sql_node *array_lit(P *p, uint32_t off) {
     e->kids = nl_done(p, &l);
     e->nkids = l.n;
     finish(p, e);
-    return e;
+    return grown(p, e, off, 1);
 }
 
 /* object -> '{' [ key ':' expr { ',' key ':' expr } ] '}' ; key -> string | identifier */
@@ -325,7 +378,8 @@ static sql_node *object_lit(P *p, uint32_t off) {
     nl_init(&l);
     if (!e || need_2016(p, off, 1, "object literals"))
         return NULL;
-    sql_name keys[256];
+    sql_name *keys = NULL;
+    uint32_t kcap = 0;
     if (!is_punct(p, "}")) {
         do {
             sql_name k;
@@ -347,6 +401,8 @@ static sql_node *object_lit(P *p, uint32_t off) {
                 perr(p, SQL_E_LIMIT, p->tok.off, p->tok.len, "object literal has too many keys");
                 return NULL;
             }
+            if (!(keys = list_room(p, keys, l.n, &kcap, sizeof *keys)))
+                return NULL;
             keys[l.n] = k;
             next(p);
             if (expect_punct(p, ":"))
@@ -360,12 +416,11 @@ static sql_node *object_lit(P *p, uint32_t off) {
         return NULL;
     e->kids = nl_done(p, &l);
     e->nkids = l.n;
-    e->keys = node_alloc(p, sizeof(sql_name) * (l.n + 1));
+    e->keys = keys ? keys : node_alloc(p, sizeof(sql_name));
     if (!e->keys)
         return NULL;
-    memcpy(e->keys, keys, sizeof(sql_name) * l.n);
     finish(p, e);
-    return e;
+    return grown(p, e, off, 1);
 }
 
 /* primary -> number | string | TRUE | FALSE | NULL | @var | name [ '(' args ')' ] | cast
@@ -406,6 +461,14 @@ static sql_node *primary(P *p) {
         if (!e)
             return NULL;
         e->name = (sql_name){p->src + t.off + 1, t.len - 1};
+        /* the variable stands for its value, as deep as the SET expression that made it */
+        for (uint32_t i = 0; i < p->nvars; i++)
+            if (p->vars[i].name.n == e->name.n && !memcmp(p->vars[i].name.s, e->name.s, e->name.n))
+                e->height = 1 + p->vars[i].height;
+        if (e->height > SQL_MAX_DEPTH) {
+            too_deep(p, t.off, t.len);
+            return NULL;
+        }
         next(p);
         finish(p, e);
         return e;
@@ -439,7 +502,7 @@ static sql_node *primary(P *p) {
             if (call_args(p, e))
                 return NULL;
             finish(p, e);
-            return e;
+            return grown(p, e, t.off, t.len);
         }
         e = mknode(p, SQL_N_FIELD, t.off);
         if (!e)
@@ -456,11 +519,18 @@ static sql_node *primary(P *p) {
                 e = mknode(p, SQL_N_SELECT, t.off);
                 if (!e)
                     return NULL;
+                /* a nested SELECT is two levels deep (see grown()), and its parse functions
+                   nest twice as many frames as a parenthesis */
+                if (++p->depth > SQL_MAX_DEPTH) {
+                    too_deep(p, p->tok.off, p->tok.len);
+                    return NULL;
+                }
                 e->sel = select_core(p, 1);
+                p->depth--;
                 if (!e->sel || expect_punct(p, ")"))
                     return NULL;
                 finish(p, e);
-                return e;
+                return grown(p, e, t.off, 1);
             }
             e = expr(p);
             if (!e || expect_punct(p, ")"))
@@ -488,6 +558,7 @@ static sql_node *primary(P *p) {
 static sql_node *postfix(P *p) {
     sql_node *e = primary(p);
     while (e && !p->err) {
+        sql_token t = p->tok;
         if (accept_punct(p, ".")) {
             if (p->tok.kind != SQL_TK_IDENT) {
                 expected(p, "an attribute name after '.'");
@@ -497,13 +568,14 @@ static sql_node *postfix(P *p) {
             sql_node **k = node_alloc(p, sizeof(sql_node *));
             if (!m || !k)
                 return NULL;
-            m->name = tokname(p, &p->tok);
+            t = p->tok;
+            m->name = tokname(p, &t);
             k[0] = e;
             m->kids = k;
             m->nkids = 1;
             next(p);
             finish(p, m);
-            e = m;
+            e = grown(p, m, t.off, t.len);
         } else if (accept_punct(p, "[")) {
             sql_node *i = expr(p);
             if (!i || expect_punct(p, "]"))
@@ -517,7 +589,7 @@ static sql_node *postfix(P *p) {
             x->kids = k;
             x->nkids = 2;
             finish(p, x);
-            e = x;
+            e = grown(p, x, t.off, 1);
         } else {
             break;
         }
@@ -525,8 +597,9 @@ static sql_node *postfix(P *p) {
     return p->err ? NULL : e;
 }
 
-static sql_node *binary(P *p, int op, sql_node *a, sql_node *b) {
-    sql_node *e = mknode(p, SQL_N_BINARY, a->off);
+/* A node with kids a (and b, if not NULL), at the operator token t. */
+static sql_node *opnode(P *p, int kind, int op, const sql_token *t, sql_node *a, sql_node *b) {
+    sql_node *e = mknode(p, kind, kind == SQL_N_UNARY ? t->off : a->off);
     sql_node **k = node_alloc(p, sizeof(sql_node *) * 2);
     if (!e || !k)
         return NULL;
@@ -534,130 +607,73 @@ static sql_node *binary(P *p, int op, sql_node *a, sql_node *b) {
     k[0] = a;
     k[1] = b;
     e->kids = k;
-    e->nkids = 2;
+    e->nkids = b ? 2 : 1;
     finish(p, e);
-    return e;
+    return grown(p, e, t->off, t->len);
 }
 
-static sql_node *unary(P *p, int op, uint32_t off, sql_node *a) {
-    sql_node *e = mknode(p, SQL_N_UNARY, off);
-    sql_node **k = node_alloc(p, sizeof(sql_node *));
-    if (!e || !k)
-        return NULL;
-    e->op = (uint8_t)op;
-    k[0] = a;
-    e->kids = k;
-    e->nkids = 1;
-    finish(p, e);
-    return e;
-}
+/* Precedences, lowest first. NOT binds looser than comparisons (NOT a = b is NOT (a = b)) and
+ * unary minus tighter than * (-a * b is (-a) * b). */
+enum { PREC_NONE, PREC_OR, PREC_AND, PREC_NOT, PREC_CMP, PREC_ADD, PREC_MUL, PREC_NEG };
 
-/* neg -> '-' neg | postfix */
-static sql_node *neg(P *p) {
-    if (is_punct(p, "-")) {
-        uint32_t off = p->tok.off;
-        next(p);
-        if (++p->depth > MAX_DEPTH) {
-            perr(p, SQL_E_LIMIT, off, 1, "expression is nested too deeply");
-            return NULL;
+/* The binary operator at the current token: its SQL_BIN_* (precedence in *prec), or -1. */
+static int binop(const P *p, int *prec) {
+    static const struct {
+        const char *s;
+        int op, prec;
+    } ops[] = {
+        {"=", SQL_BIN_EQ, PREC_CMP},   {"<>", SQL_BIN_NE, PREC_CMP},  {"!=", SQL_BIN_NE, PREC_CMP},
+        {"<", SQL_BIN_LT, PREC_CMP},   {"<=", SQL_BIN_LE, PREC_CMP},  {">", SQL_BIN_GT, PREC_CMP},
+        {">=", SQL_BIN_GE, PREC_CMP},  {"+", SQL_BIN_ADD, PREC_ADD},  {"-", SQL_BIN_SUB, PREC_ADD},
+        {"*", SQL_BIN_MUL, PREC_MUL},  {"/", SQL_BIN_DIV, PREC_MUL},  {"%", SQL_BIN_MOD, PREC_MUL},
+    };
+    if (p->tok.kind == SQL_TK_IDENT) {
+        *prec = is_kw(p, "OR") ? PREC_OR : is_kw(p, "AND") ? PREC_AND : PREC_NONE;
+        return *prec == PREC_OR ? SQL_BIN_OR : *prec == PREC_AND ? SQL_BIN_AND : -1;
+    }
+    for (size_t i = 0; p->tok.kind == SQL_TK_PUNCT && i < sizeof ops / sizeof ops[0]; i++) {
+        if (is_punct(p, ops[i].s)) {
+            *prec = ops[i].prec;
+            return ops[i].op;
         }
-        sql_node *a = neg(p);
-        p->depth--;
-        return a ? unary(p, SQL_U_NEG, off, a) : NULL;
     }
-    return postfix(p);
+    return -1;
 }
 
-/* mul -> neg { ('*' | '/' | '%') neg } */
-static sql_node *mul(P *p) {
-    sql_node *e = neg(p);
-    while (e && !p->err) {
-        int op = is_punct(p, "*") ? SQL_BIN_MUL : is_punct(p, "/") ? SQL_BIN_DIV
-                 : is_punct(p, "%") ? SQL_BIN_MOD : -1;
-        if (op < 0)
-            break;
-        next(p);
-        sql_node *b = neg(p);
-        e = b ? binary(p, op, e, b) : NULL;
-    }
-    return p->err ? NULL : e;
-}
-
-/* add -> mul { ('+' | '-') mul } */
-static sql_node *add(P *p) {
-    sql_node *e = mul(p);
-    while (e && !p->err) {
-        int op = is_punct(p, "+") ? SQL_BIN_ADD : is_punct(p, "-") ? SQL_BIN_SUB : -1;
-        if (op < 0)
-            break;
-        next(p);
-        sql_node *b = mul(p);
-        e = b ? binary(p, op, e, b) : NULL;
-    }
-    return p->err ? NULL : e;
-}
-
-/* cmp -> add [ ('=' | '<>' | '!=' | '<' | '<=' | '>' | '>=') add ] */
-static sql_node *cmp(P *p) {
-    sql_node *e = add(p);
-    while (e && !p->err) {
-        int op = is_punct(p, "=")    ? SQL_BIN_EQ
-                 : is_punct(p, "<>") ? SQL_BIN_NE
-                 : is_punct(p, "!=") ? SQL_BIN_NE
-                 : is_punct(p, "<")  ? SQL_BIN_LT
-                 : is_punct(p, "<=") ? SQL_BIN_LE
-                 : is_punct(p, ">")  ? SQL_BIN_GT
-                 : is_punct(p, ">=") ? SQL_BIN_GE
-                                     : -1;
-        if (op < 0)
-            break;
-        next(p);
-        sql_node *b = add(p);
-        e = b ? binary(p, op, e, b) : NULL;
-    }
-    return p->err ? NULL : e;
-}
-
-/* not -> NOT not | cmp */
-static sql_node *not_(P *p) {
-    if (is_kw(p, "NOT")) {
-        uint32_t off = p->tok.off;
-        next(p);
-        if (++p->depth > MAX_DEPTH) {
-            perr(p, SQL_E_LIMIT, off, 3, "expression is nested too deeply");
-            return NULL;
-        }
-        sql_node *a = not_(p);
-        p->depth--;
-        return a ? unary(p, SQL_U_NOT, off, a) : NULL;
-    }
-    return cmp(p);
-}
-
-/* and -> not { AND not } */
-static sql_node *and_(P *p) {
-    sql_node *e = not_(p);
-    while (e && !p->err && accept_kw(p, "AND")) {
-        sql_node *b = not_(p);
-        e = b ? binary(p, SQL_BIN_AND, e, b) : NULL;
-    }
-    return p->err ? NULL : e;
-}
-
-/* expr -> and { OR and } */
-static sql_node *expr(P *p) {
-    if (++p->depth > MAX_DEPTH) {
-        perr(p, SQL_E_LIMIT, p->tok.off, p->tok.len, "expression is nested too deeply");
+/* subexpr -> ( NOT subexpr | '-' subexpr | postfix ) { binop subexpr }
+ * Parses an expression whose binary operators bind tighter than `limit`; NOT is an operator
+ * only where the grammar allows it (not after a comparison: `a = NOT b` stays an error). */
+static sql_node *subexpr(P *p, int limit) {
+    sql_token t = p->tok;
+    if (++p->depth > SQL_MAX_DEPTH) {
+        too_deep(p, t.off, t.len);
         return NULL;
     }
-    sql_node *e = and_(p);
-    while (e && !p->err && accept_kw(p, "OR")) {
-        sql_node *b = and_(p);
-        e = b ? binary(p, SQL_BIN_OR, e, b) : NULL;
+    sql_node *e;
+    if (limit <= PREC_NOT && is_kw(p, "NOT")) {
+        next(p);
+        sql_node *a = subexpr(p, PREC_NOT);
+        e = a ? opnode(p, SQL_N_UNARY, SQL_U_NOT, &t, a, NULL) : NULL;
+    } else if (is_punct(p, "-")) {
+        next(p);
+        sql_node *a = subexpr(p, PREC_NEG);
+        e = a ? opnode(p, SQL_N_UNARY, SQL_U_NEG, &t, a, NULL) : NULL;
+    } else {
+        e = postfix(p);
+    }
+    int op, prec;
+    while (e && !p->err && (op = binop(p, &prec)) >= 0 && prec > limit) {
+        sql_token o = p->tok;
+        next(p);
+        sql_node *b = subexpr(p, prec);
+        e = b ? opnode(p, SQL_N_BINARY, op, &o, e, b) : NULL;
     }
     p->depth--;
     return p->err ? NULL : e;
 }
+
+/* expr -> subexpr with every operator */
+static sql_node *expr(P *p) { return subexpr(p, PREC_NONE); }
 
 /* }====== */
 
@@ -691,17 +707,11 @@ static int alias(P *p, sql_item *it) {
 
 /* items -> item { ',' item } [ ',' ] ; item -> '*' | expr [ AS alias ] */
 static int items(P *p, sql_select *s) {
-    sql_item buf[64], *v = buf;
-    uint32_t n = 0, cap = 64;
+    sql_item *v = NULL;
+    uint32_t n = 0, cap = 0;
     for (;;) {
-        if (n == cap) {
-            sql_item *nv = node_alloc(p, sizeof(sql_item) * cap * 2);
-            if (!nv)
-                return p->err;
-            memcpy(nv, v, sizeof(sql_item) * n);
-            v = nv;
-            cap *= 2;
-        }
+        if (!(v = list_room(p, v, n, &cap, sizeof *v)))
+            return p->err;
         sql_item *it = &v[n];
         memset(it, 0, sizeof *it);
         it->off = p->tok.off;
@@ -726,10 +736,7 @@ static int items(P *p, sql_select *s) {
     if (s->value && n > 1)
         return perr(p, SQL_E_SYNTAX, v[1].off, v[1].len,
                     "SELECT VALUE takes exactly one expression");
-    s->items = node_alloc(p, sizeof(sql_item) * n);
-    if (!s->items)
-        return p->err;
-    memcpy(s->items, v, sizeof(sql_item) * n);
+    s->items = v;
     s->nitems = n;
     return 0;
 }
@@ -842,6 +849,8 @@ static int sets(P *p, sql_stmt *st) {
             return p->err;
         buf[n] = (sql_set){name, e, v.off, p->prev.off + p->prev.len - v.off};
         n++;
+        p->vars[p->nvars].name = name;
+        p->vars[p->nvars++].height = e->height;
     } while (accept_punct(p, ","));
     st->sets = node_alloc(p, sizeof(sql_set) * n);
     if (!st->sets)
@@ -851,8 +860,10 @@ static int sets(P *p, sql_stmt *st) {
     return 0;
 }
 
+/* Starts parsing text[from..to) (a statement, or one `${...}` of a template); text past
+ * `limit` bytes is an error (0: no limit). */
 static void start(P *p, sql_ctx *c, const char *text, size_t n, size_t from, size_t to,
-                  sql_diag *d) {
+                  size_t limit, sql_diag *d) {
     memset(p, 0, sizeof *p);
     p->c = c;
     p->src = text;
@@ -860,6 +871,7 @@ static void start(P *p, sql_ctx *c, const char *text, size_t n, size_t from, siz
     p->d = d;
     sql__lex_init(&p->lx, text, to, d);
     p->lx.pos = from;
+    p->lx.limit = limit;
     next(p);
 }
 
@@ -867,12 +879,7 @@ static void start(P *p, sql_ctx *c, const char *text, size_t n, size_t from, siz
 int sql__parse(sql_ctx *c, const char *text, size_t n, sql_stmt **out, sql_diag *d) {
     P p;
     *out = NULL;
-    if (n > MAX_STATEMENT) {
-        sql__diag_set(d, SQL_E_LIMIT, text, n, 0, 0, "statement is longer than %u bytes",
-                      MAX_STATEMENT);
-        return SQL_E_LIMIT;
-    }
-    start(&p, c, text, n, 0, n, d);
+    start(&p, c, text, n, 0, n, SQL_MAX_STATEMENT, d);
     sql_stmt *st = node_alloc(&p, sizeof *st);
     if (st && accept_kw(&p, "SET"))
         sets(&p, st);
@@ -922,8 +929,8 @@ static long closing_brace(const char *text, size_t n, size_t from, sql_diag *d) 
     }
 }
 
-int sql__parse_template(sql_ctx *c, const char *text, size_t n, sql_tpl_ast **out,
-                        sql_diag *d) {
+int sql__parse_template(sql_ctx *c, const char *text, size_t n, const sql_stmt *st,
+                        sql_tpl_ast **out, sql_diag *d) {
     *out = NULL;
     sql_tpl_seg *segs = sql__arena_alloc(&c->arena, sizeof(sql_tpl_seg) * (n + 1));
     char *lit = sql__arena_alloc(&c->arena, n + 1);
@@ -956,7 +963,12 @@ int sql__parse_template(sql_ctx *c, const char *text, size_t n, sql_tpl_ast **ou
             return SQL_E_SYNTAX;
         }
         P p;
-        start(&p, c, text, n, i + 2, (size_t)close, d);
+        start(&p, c, text, n, i + 2, (size_t)close, 0, d);
+        for (uint32_t v = 0; st && v < st->nsets && v < MAX_VARS; v++) {
+            p.vars[v].name = st->sets[v].name;
+            p.vars[v].height = st->sets[v].expr->height;
+            p.nvars = v + 1;
+        }
         if (p.tok.kind == SQL_TK_EOF) {
             perr(&p, SQL_E_SYNTAX, (uint32_t)i, (uint32_t)(close - (long)i + 1),
                  "empty substitution '${}'");

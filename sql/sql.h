@@ -11,8 +11,14 @@
  * sql_exec_* point into the sql_exec and stay valid until the next call on that sql_exec.
  *
  * Thread contract: a compiled sql_program is read-only after sql_compile() returns and may be
- * shared by any number of threads. An sql_exec is scratch state for one thread at a time (one per
- * worker); it may be used with any number of programs.
+ * shared by any number of threads; so is a sql_scanset once built. An sql_exec is scratch state
+ * for one thread at a time (one per worker); it may be used with any number of programs. The
+ * host callbacks a message carries (sql_host) are called on the thread evaluating it.
+ *
+ * Limits (sql/README.md, "Limits"): statements of at most 256 KiB, expressions at most 1000
+ * levels deep (a compile error past either, with line and column), payloads read to at most
+ * 256 levels of nesting; within them, compiling needs less than 320 KiB of stack and evaluating
+ * less than 128 KiB (release build).
  */
 #ifndef SLUICE_SQL_H
 #define SLUICE_SQL_H
@@ -137,6 +143,25 @@ typedef struct sql_mqtt_props {
     size_t nuser;
 } sql_mqtt_props;
 
+/* What the host (the engine) lends the library for the functions that read its state. Every
+ * callback may be NULL; `ud` is passed back unchanged. Callbacks run on the evaluating thread,
+ * possibly on several threads at once (so they must be thread-safe), and must not call
+ * sql_exec_* on the sql_exec that is evaluating. Fields are only ever appended. */
+typedef struct sql_host {
+    void *ud;
+    /* get_thing_shadow(): writes the stored document of shadow `shadow` of thing `thing` (both
+     * NUL-terminated and valid AWS names; shadow is NULL for the classic, unnamed shadow) into
+     * buf[0..cap) as JSON text in the shape GetThingShadow returns ({"state": {...},
+     * "metadata": {...}, "version": N, "timestamp": T}), and returns its length. Like snprintf,
+     * a length over cap means "call me again with a buffer that large" (nothing need be
+     * written then). Returns SQL_HOST_NOT_FOUND when there is no such shadow (the function is
+     * then Undefined), or SQL_HOST_ERROR when the store cannot answer (the evaluation fails with
+     * SQL_E_RUNTIME, so the message is not processed as if the shadow did not exist). */
+    long (*get_shadow)(void *ud, const char *thing, const char *shadow, char *buf, size_t cap);
+} sql_host;
+
+enum { SQL_HOST_NOT_FOUND = -1, SQL_HOST_ERROR = -2 };
+
 /* One incoming message and what it carries besides its payload. Every pointer is borrowed for
  * the duration of the sql_exec_* calls that use it. NULL strings mean "not known". */
 typedef struct sql_message {
@@ -152,6 +177,16 @@ typedef struct sql_message {
     int protocol;           /* SQL_PROTO_* */
     int64_t timestamp_ms;   /* timestamp(): 0 means "read the clock" */
     const sql_mqtt_props *props; /* NULL: none */
+    const sql_host *host;   /* NULL: none (get_thing_shadow() is then Undefined) */
+    /* newuuid(): all zero means random UUIDs, as AWS's. Otherwise every newuuid() is derived
+     * from this seed, so that a replayed message gets the UUIDs of its first attempt: the
+     * n-th evaluation (n = 0, 1, ...) of call site s (its index in the program) during one run
+     * of the statement or of one template expression gives the version-4 UUID made of the
+     * first 16 bytes of HMAC-SHA256(key = seed, "newuuid" || s || n), s and n as 32-bit little
+     * endian. Same seed, same UUIDs, whatever order templates are rendered in and however often;
+     * different seeds, independent UUIDs. The engine derives the seed from (instance id,
+     * message sequence number, rule name). */
+    uint8_t uuid_seed[16];
 } sql_message;
 
 /* An evaluation result: JSON text (is_binary == 0) or raw bytes (is_binary == 1). Points into
@@ -186,6 +221,40 @@ int sql_exec_template(sql_exec *x, size_t t, sql_output *out);
 /* After a fired run: evaluates the k-th `${...}` of template t alone. Sets *out to its text
  * form and *is_null to 1 when the value is Null or Undefined (for bound parameters). */
 int sql_exec_template_expr(sql_exec *x, size_t t, size_t k, sql_output *out, int *is_null);
+
+/* {====== one payload scan shared by many programs */
+
+/* The payload paths of many programs merged into one plan, so that a message is read once for
+ * all the programs that run on it (typically: every rule of a rule snapshot, built once per
+ * rule change). Immutable once built: shared by any number of threads and sql_execs. The
+ * programs are borrowed and must outlive the set. */
+typedef struct sql_scanset sql_scanset;
+
+/* Merges progs[0..n) (program k of the set is progs[k]). NULL on OOM. Thread: any. */
+sql_scanset *sql_scanset_new(const sql_program *const *progs, size_t n);
+/* Frees s; NULL is a no-op. No sql_exec may still be in a scan begun with it. Thread: any. */
+void sql_scanset_free(sql_scanset *s);
+/* Number of nodes of the merged plans (the paths of all the programs, each once). */
+size_t sql_scanset_nodes(const sql_scanset *s);
+
+/* Begins message m on x for the programs ids[0..nids) of s (the rules its topic matched):
+ * the first of them that reads the payload scans it once for all of them, only as far as
+ * they need it, and the others take their values from that scan. Returns SQL_OK, SQL_E_ARG
+ * (an id out of range) or SQL_E_NOMEM. The payload stays borrowed until the next begin.
+ * Thread: owner of x. */
+int sql_exec_scan_begin(sql_exec *x, const sql_scanset *s, const sql_message *m,
+                        const uint32_t *ids, size_t nids);
+
+/* Runs program k of the set (one of the ids given to the begin) on the current message, as
+ * sql_exec_run_matched(x, progs[k], m, out) would, with the same results and errors. m may
+ * differ from the begin's message in everything but the payload (same pointer and length):
+ * rule_name and uuid_seed are per rule. A message whose m->timestamp_ms is 0 gets the clock
+ * read at the begin, one timestamp() for all its rules. Templates then run as after
+ * sql_exec_run(). Returns SQL_E_ARG when no scan was begun or k or the payload differ.
+ * Thread: owner of x. */
+int sql_exec_run_scan(sql_exec *x, uint32_t k, const sql_message *m, sql_output *out);
+
+/* }====== */
 
 /* Message of the last evaluation error on x ("" if none). Thread: owner of x. */
 const char *sql_exec_errmsg(const sql_exec *x);

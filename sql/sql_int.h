@@ -31,6 +31,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* {====== limits */
+
+/* Every recursion in sql/ is bounded by one of these (sql/README.md, "Limits", gives the
+ * reasoning and the stack they need):
+ *   - the parser and the compiler recurse over expressions: SQL_MAX_DEPTH bounds both the
+ *     nesting the parser descends into and the height of every expression tree it builds
+ *     (a left-deep chain a+b+c counts one level per operator);
+ *   - the JSON reader recurses over the payload's nesting: SQL_JSON_MAX_DEPTH;
+ *   - the writer and deep equality recurse over values, which the two bounds above keep under
+ *     SQL_MAX_VALUE_DEPTH (checked again where they recurse). */
+#define SQL_MAX_STATEMENT (256u * 1024u) /* bytes of SQL text, as AWS's rule size limit */
+#define SQL_MAX_DEPTH 1000
+#define SQL_JSON_MAX_DEPTH 256
+#define SQL_MAX_VALUE_DEPTH (SQL_MAX_DEPTH + SQL_JSON_MAX_DEPTH + 8)
+
+/* }====== */
+
 /* {====== values */
 
 typedef enum sql_type {
@@ -112,6 +129,10 @@ void sql__arena_reset(sql_arena *a);
 void *sql__arena_alloc(sql_arena *a, size_t n);
 char *sql__arena_strdup(sql_arena *a, const char *s, size_t n);
 
+/* Makes the heap array *p of *cap elements of elt bytes hold at least `need` (doubling, from
+ * 16). 0, or -1 with *p unchanged. */
+int sql__grow(void **p, uint32_t *cap, uint32_t need, size_t elt);
+
 /* Growable byte buffer. Heap-backed (sql__buf_*); `oom` sticks once an append failed. */
 typedef struct sql_buf {
     char *p;
@@ -122,9 +143,23 @@ typedef struct sql_buf {
 void sql__buf_init(sql_buf *b);
 void sql__buf_free(sql_buf *b);
 static inline void sql__buf_reset(sql_buf *b) { b->len = 0; b->oom = 0; }
-int sql__buf_reserve(sql_buf *b, size_t extra); /* 0 or -1 (sets oom) */
-void sql__buf_put(sql_buf *b, const void *s, size_t n);
-void sql__buf_putc(sql_buf *b, char c);
+/* The slow path of sql__buf_reserve(): grows the buffer. */
+int sql__buf_grow(sql_buf *b, size_t extra);
+/* Room for `extra` more bytes and a NUL: 0, or -1 (sets oom). Inline: the writer calls it for
+ * every token of every output. */
+static inline int sql__buf_reserve(sql_buf *b, size_t extra) {
+    return !b->oom && b->len + extra + 1 <= b->cap ? 0 : sql__buf_grow(b, extra);
+}
+static inline void sql__buf_put(sql_buf *b, const void *s, size_t n) {
+    if (n && sql__buf_reserve(b, n) == 0) {
+        __builtin_memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+static inline void sql__buf_putc(sql_buf *b, char c) {
+    if (sql__buf_reserve(b, 1) == 0)
+        b->p[b->len++] = c;
+}
 void sql__buf_printf(sql_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* }====== */
@@ -132,6 +167,12 @@ void sql__buf_printf(sql_buf *b, const char *fmt, ...) __attribute__((format(pri
 /* {====== evaluation context (what builtins see) */
 
 typedef struct sql_ctx sql_ctx;
+
+/* How often a call site ran during run `run` of the VM (newuuid()'s replayable sequence). */
+typedef struct sql_site_use {
+    uint64_t run;
+    uint32_t n;
+} sql_site_use;
 
 /* Per-thread evaluation state, embedded in sql_exec. Builtins read the message through it and
  * allocate results from its arena. */
@@ -145,6 +186,9 @@ struct sql_ctx {
     int64_t now_ms;    /* timestamp(): frozen per message */
     const void *aux;   /* per-call-site data of the builtin being called (e.g. a compiled
                           literal regex), NULL if none */
+    uint32_t site;     /* index of the call site being called (sql_program.calls) */
+    uint64_t run;      /* number of the current sql__vm_run() on this ctx (never 0 there) */
+    sql_site_use *uses; /* per call site: how often it ran in the current run (NULL: none) */
     void *regex_md;    /* pcre2_match_data, created on first regexp use */
     void *regex_mctx;  /* pcre2_match_context with match/depth limits */
     sql_buf scratch;   /* builtins may use it between their own calls, never across */
@@ -248,8 +292,8 @@ const sql_value *sql__obj_get(const sql_value *obj, const char *k, size_t klen);
  * containers in ctx's arena (unescaped strings point into p: p must outlive the evaluation).
  * Numbers through sql__num_parse (so the version's whole-number rule applies). Duplicate
  * object keys: the first occurrence wins. Returns 0, -1 if p is not exactly one JSON value,
- * or SQL_E_NOMEM/SQL_E_LIMIT (ctx error raised). Depth is limited to SQL_JSON_MAX_DEPTH. */
-#define SQL_JSON_MAX_DEPTH 256
+ * or SQL_E_NOMEM/SQL_E_LIMIT (ctx error raised). Nesting deeper than SQL_JSON_MAX_DEPTH is
+ * not read (-1: the text is then treated as not JSON). */
 int sql__json_parse(sql_ctx *ctx, const char *p, size_t n, sql_value *out);
 
 /* The paths a program reads from the payload, as a trie over member names. Node 0 is the
@@ -262,12 +306,19 @@ typedef struct sql_path_node {
     int32_t child;   /* first child node, -1 none */
     int32_t next;    /* next sibling, -1 none */
     uint32_t nslots; /* slots in this node's subtree (for early exit) */
+    int32_t parent;  /* -1 for the root (used by the merged tries of scan.c) */
 } sql_path_node;
+
+/* What the scan does at a trie node: skip its value, look inside it for deeper nodes, or read
+ * its whole value into its slot. */
+enum { SQL_NEED_SKIP = 0, SQL_NEED_DESCEND = 1, SQL_NEED_VALUE = 2 };
 
 typedef struct sql_pathset {
     const sql_path_node *nodes;
     uint32_t nnodes;
-    uint32_t nslots;
+    uint32_t nslots;     /* slots the scan fills (VALUE nodes without a VALUE ancestor) */
+    const uint8_t *need; /* per node SQL_NEED_*; NULL: a program's trie, where a node with a
+                            slot is VALUE and the others DESCEND */
 } sql_pathset;
 
 /* One lazy pass over the payload: fills slots[0..nslots) (preset to Undefined by the caller)
@@ -279,7 +330,8 @@ int sql__json_scan(sql_ctx *ctx, const char *p, size_t n, const sql_pathset *ps,
 
 /* Appends v as compact JSON (no spaces; object keys in order; Undefined members omitted;
  * numbers by sql__num_format). A top-level Undefined appends nothing, BIN appends nothing and
- * returns -1. Returns 0, or -1. */
+ * returns -1. Returns 0, -1, or SQL_E_LIMIT for a value nested deeper than
+ * SQL_MAX_VALUE_DEPTH (which the compile-time limits rule out). */
 int sql__json_write(sql_buf *b, const sql_value *v);
 /* Appends s as a JSON string literal with quotes. */
 void sql__json_write_str(sql_buf *b, const char *s, size_t n);
@@ -306,6 +358,7 @@ typedef struct sql_token {
 typedef struct sql_lexer {
     const char *src;
     size_t n, pos;
+    size_t limit; /* text past this offset is an error (statement length); 0: none */
     sql_diag *diag;
 } sql_lexer;
 
@@ -342,6 +395,7 @@ typedef enum sql_node_kind {
 enum { SQL_U_NOT, SQL_U_NEG };
 #define SQL_NF_ELSE 0x01u
 #define SQL_NF_PAREN 0x02u /* expression was parenthesized */
+#define SQL_NF_VARIANT 0x04u /* compile.c: not a constant expression (konst()'s memo) */
 
 typedef struct sql_node sql_node;
 typedef struct sql_select sql_select;
@@ -356,6 +410,9 @@ struct sql_node {
     uint8_t op;
     uint16_t flags; /* SQL_NF_* */
     uint32_t off, len; /* byte span of the whole expression in the source */
+    uint32_t height;   /* levels from here to the deepest leaf, at most SQL_MAX_DEPTH; a
+                          variable counts the height of its SET expression, and a nested
+                          SELECT two levels (its array of objects) */
     sql_name name;
     sql_value v;       /* SQL_N_LIT */
     sql_node **kids;
@@ -411,8 +468,10 @@ typedef struct sql_tpl_ast {
     uint32_t nsegs;
 } sql_tpl_ast;
 
-int sql__parse_template(sql_ctx *cctx, const char *text, size_t n, sql_tpl_ast **out,
-                        sql_diag *d);
+/* Parses template text[0..n). `st` is the rule's statement (its SET variables' heights count
+ * in the expressions' depth), or NULL. */
+int sql__parse_template(sql_ctx *cctx, const char *text, size_t n, const sql_stmt *st,
+                        sql_tpl_ast **out, sql_diag *d);
 
 /* }====== */
 
@@ -456,6 +515,7 @@ extern const sql_func sql__func_misc[];    /* func_misc.c: cast helpers, type te
                                               concat, transform, encode/decode, hashes, nanvl */
 extern const sql_func sql__func_context[]; /* func_context.c: topic, clientid, timestamp, ... */
 extern const sql_func sql__func_time[];    /* func_time.c: parse_time, time_to_epoch */
+extern const sql_func sql__func_host[];    /* func_host.c: get_thing_shadow (sql_host) */
 extern const sql_func sql__func_aws[];     /* func.c: the AWS-service functions (compile error) */
 
 /* Regex support for the compiler: compiles a literal pattern once (NULL + msg on error). The
@@ -567,6 +627,42 @@ typedef struct sql_opinfo {
 } sql_opinfo;
 extern const sql_opinfo sql__opinfo[SQL_OP_COUNT_];
 
+/* One plan of a sql_scanset (scan.c) as one sql_exec uses it for the current message. */
+typedef struct sql_shared_plan {
+    uint8_t *need;     /* per merged node: SQL_NEED_* for the active programs */
+    sql_value *vals;   /* per merged node: what the shared scan read */
+    uint32_t *top;     /* per VALUE node: the topmost VALUE node above it or itself, which
+                          the scan read (the value is walked down from there) */
+    uint32_t *marked;  /* nodes whose need is not SKIP (to clear them next time) */
+    uint32_t nmarked, cap;
+    int state;         /* 0: not scanned yet; 1: scanned; -1: failed, programs scan alone */
+} sql_shared_plan;
+
+/* A scan shared by the programs of a sql_scanset for one message (sql_exec_scan_begin). */
+typedef struct sql_shared {
+    const struct sql_scanset *set; /* NULL: none begun */
+    const void *payload;   /* the message's payload, which every run must share */
+    size_t payload_len;
+    int64_t now_ms;        /* timestamp() of runs whose message does not fix it */
+    uint32_t *active;      /* programs of the set that run on this message */
+    uint32_t nactive, capactive;
+    uint8_t *on;           /* per program of the set: 1 when active */
+    uint32_t capon;
+    sql_shared_plan plan[2]; /* per SQL version */
+    sql_arena arena;       /* the values read by the shared scans */
+    int32_t k;             /* the set's program being run; -1: a run of its own */
+} sql_shared;
+
+/* sql_exec_run_matched(), as program k of the shared scan begun on x (k < 0: on its own). */
+int sql__exec_run(sql_exec *x, const sql_program *p, const sql_message *m, int32_t k,
+                  sql_output *out);
+
+/* Fills the slots of x->prog from the shared scan of the current message (scanning it on the
+ * first call). Returns 0, or -1 when the shared scan could not read the payload (the program
+ * then scans it alone, so that its results are the ones it gets on its own). scan.c. */
+int sql__shared_fill(sql_exec *x);
+void sql__shared_deinit(sql_shared *sh);
+
 /* Per-thread execution state (the public sql_exec). */
 struct sql_exec {
     sql_ctx ctx;
@@ -574,6 +670,9 @@ struct sql_exec {
     uint32_t nregs;
     sql_value *slots;
     uint32_t nslots;
+    sql_site_use *uses; /* one per call site of the largest program seen (ctx.uses) */
+    uint32_t nuses;
+    sql_shared sh;     /* a scan shared by many programs (scan.c) */
     int scanned;   /* payload scanned for the current (program, message) */
     int is_json;   /* after the scan: 1 JSON, 0 not JSON */
     sql_buf out;   /* serialized output of the last fired run */

@@ -40,10 +40,14 @@ static int scan(sql_exec *x, const sql_program *p) {
     if (x->scanned)
         return 0;
     x->scanned = 1;
+    if (x->sh.k >= 0 && sql__shared_fill(x) == 0) { /* read once for many programs */
+        x->is_json = 1;
+        return 0;
+    }
     for (uint32_t i = 0; i < p->nslots; i++)
         x->slots[i] = SQL_UNDEF;
     const sql_message *m = x->ctx.msg;
-    const sql_pathset ps = {p->paths, p->npaths, p->nslots};
+    const sql_pathset ps = {p->paths, p->npaths, p->nslots, NULL};
     int rc = m->payload_len ? sql__json_scan(&x->ctx, m->payload, m->payload_len, &ps, x->slots)
                             : -1;
     if (rc == 0) {
@@ -186,6 +190,7 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
     const sql_value *K = p->k;
     const sql_insn *pc = p->code + entry, *i;
     int rc;
+    ctx->run++; /* call sites count their uses per run (newuuid() with a seed) */
 #if defined(SQL_VM_COMPUTED_GOTO)
     static const void *const jump[SQL_OP_COUNT_] = {
 #define OP(name, fmt, flags, syn) [SQL_OP_##name] = &&L_##name,
@@ -259,8 +264,8 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
             goto vm_ctx_error;
         VM_NEXT;
     }
-    /* Opcode: SUB..MOD, AND, OR a b c -- AWS's operator tables (ops.c); AND/OR do not
-     * short-circuit, as the tables say. */
+    /* Opcode: SUB..MOD, AND, OR a b c -- AWS's operator tables (ops.c). Both sides of AND/OR
+     * are evaluated; `false AND missing` is false by the value table, not by skipping. */
     VM_CASE(SUB)
     VM_CASE(MUL)
     VM_CASE(DIV)
@@ -298,6 +303,7 @@ int sql__vm_run(sql_exec *x, const sql_program *p, uint32_t entry, sql_value *re
         const sql_callsite *cs = &p->calls[i->b];
         sql_value out = SQL_UNDEF;
         ctx->aux = cs->aux;
+        ctx->site = i->b;
         cs->f->fn(ctx, i->c, &r[i->a + 1], &out);
         ctx->aux = NULL;
         if (ctx->err)

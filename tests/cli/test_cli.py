@@ -73,6 +73,29 @@ class Eval(unittest.TestCase):
                         '{"protocol": "http"}')
         self.assertEqual(json.loads(out), {"c": "n/a"})
 
+    def test_context_shadows_serve_get_thing_shadow(self):
+        ctx = json.dumps({"shadows": [
+            {"thingName": "pump1", "document": {"state": {"reported": {"on": True}},
+                                                "version": 3}},
+            {"thingName": "pump1", "shadowName": "cfg",
+             "document": {"state": {"desired": {"rpm": 900}}, "version": 7}}]})
+        role = "'arn:aws:iam::123456789012:role/r'"
+        rc, out, err = ev("SELECT get_thing_shadow(topic(2), %s).state.reported.on AS on, "
+                          "get_thing_shadow(topic(2), 'cfg', %s).version AS v, "
+                          "get_thing_shadow('pump2', %s) AS none FROM 'p/+'" % (role, role, role),
+                          "{}", "p/pump1", "--context", ctx)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out), {"on": True, "v": 7})
+        # without shadows in the context, there is no shadow
+        rc, out, _ = ev("SELECT get_thing_shadow('pump1', %s) AS s, 1 AS k FROM 't'" % role)
+        self.assertEqual(json.loads(out), {"k": 1})
+        for bad in ('{"shadows": {}}', '{"shadows": [{"thingName": "a"}]}',
+                    '{"shadows": [{"thingName": 1, "document": {}}]}',
+                    '{"shadows": [{"thingName": "a", "shadowName": 2, "document": {}}]}'):
+            rc, _, err = ev("SELECT 1 AS k FROM 't'", "{}", "t", "--context", bad)
+            self.assertEqual(rc, 64, bad)
+            self.assertIn("shadow", err)
+
     def test_sql_version_flag(self):
         rc, out, _ = ev("SELECT 10.0 AS n FROM 't'", "{}", "t", "--sql-version", "2015-10-08")
         self.assertEqual(out, b'{"n":10.0}\n')

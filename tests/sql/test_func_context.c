@@ -3,6 +3,7 @@
  * sql_version, get_mqtt_property and get_user_properties, read from a filled sql_message.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sql_int.h"
@@ -192,3 +193,135 @@ Test(func_context, no_context_function_is_constant_folded) {
         cr_expect_eq(f->flags & SQL_FN_DETERMINISTIC, 0u, "%s", fns[i]);
     }
 }
+
+/* {====== replayable newuuid() (sql_message.uuid_seed) */
+
+/* One evaluation of rule + templates on a fresh sql_exec, as a replay would: the output, then
+ * each template rendered `renders` times in the order given, joined by '|'. */
+static void evaluate(const sql_program *p, const uint8_t seed[16], const size_t *order,
+                     size_t norder, char *buf, size_t cap) {
+    sql_exec *x = sql_exec_new();
+    cr_assert_not_null(x);
+    sql_message m = {.topic = "t", .topic_len = 1, .payload = "{\"arr\":[1,2,3]}",
+                     .payload_len = 15};
+    if (seed)
+        memcpy(m.uuid_seed, seed, 16);
+    sql_output o;
+    cr_assert_eq(sql_exec_run(x, p, &m, &o), SQL_FIRED, "%s", sql_exec_errmsg(x));
+    size_t k = (size_t)snprintf(buf, cap, "%.*s", (int)o.len, o.data);
+    for (size_t i = 0; i < norder; i++) {
+        cr_assert_eq(sql_exec_template(x, order[i], &o), SQL_OK);
+        k += (size_t)snprintf(buf + k, cap - k, "|%zu:%.*s", order[i], (int)o.len, o.data);
+    }
+    sql_exec_free(x);
+}
+
+static sql_program *uuid_rule(void) {
+    static const char *const tpl[] = {"${newuuid()}", "a/${newuuid()}/${newuuid()}"};
+    const char *sql = "SELECT newuuid() AS a, newuuid() AS b, "
+                      "(SELECT VALUE newuuid() FROM arr) AS c FROM 't' WHERE newuuid() <> ''";
+    sql_compile_opts o = {.version = SQL_V2016_03_23, .templates = tpl, .ntemplates = 2};
+    sql_program *p;
+    sql_diag d;
+    cr_assert_eq(sql_compile(sql, strlen(sql), &o, &p, &d), SQL_OK, "%s", d.msg);
+    return p;
+}
+
+/* The UUIDs in s, in order of appearance (at most max). */
+static size_t uuids(const char *s, char (*out)[37], size_t max) {
+    size_t n = 0;
+    for (const char *q = s; *q && n < max; q++) {
+        if (strlen(q) >= 36 && q[8] == '-' && q[13] == '-' && q[18] == '-' && q[23] == '-' &&
+            q[14] == '4' && strchr("89ab", q[19])) {
+            memcpy(out[n], q, 36);
+            out[n++][36] = '\0';
+            q += 35;
+        }
+    }
+    return n;
+}
+
+static const uint8_t seed1[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+Test(func_context, newuuid_with_a_seed_replays_the_same_uuids) {
+    sql_program *p = uuid_rule();
+    static const size_t order[] = {0, 1};
+    char first[2048], replay[2048];
+    evaluate(p, seed1, order, 2, first, sizeof first);
+    evaluate(p, seed1, order, 2, replay, sizeof replay);
+    cr_expect_str_eq(replay, first, "a replay gives the same output and templates");
+    /* a, b, the three elements of c, template 0, the two of template 1: all different */
+    char u[16][37];
+    size_t n = uuids(first, u, 16);
+    cr_assert_eq(n, 8, "%s", first);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            cr_expect_str_neq(u[i], u[j], "UUIDs %zu and %zu of %s", i, j, first);
+    sql_program_free(p);
+}
+
+Test(func_context, newuuid_does_not_depend_on_template_order_or_renders) {
+    sql_program *p = uuid_rule();
+    static const size_t once[] = {0, 1}, other[] = {1, 0, 1, 0};
+    char a[2048], b[2048];
+    evaluate(p, seed1, once, 2, a, sizeof a);
+    evaluate(p, seed1, other, 4, b, sizeof b);
+    /* same statement output; each template gives the same text however often and in whatever
+       order it is rendered */
+    char ua[16][37], ub[16][37];
+    cr_assert_eq(uuids(a, ua, 16), 8);
+    cr_assert_eq(uuids(b, ub, 16), 5 + 3 * 2);
+    for (int i = 0; i < 5; i++)
+        cr_expect_str_eq(ub[i], ua[i], "statement UUID %d", i);
+    cr_expect_str_eq(ub[5], ua[6], "template 1, first");      /* b renders 1, 0, 1, 0 */
+    cr_expect_str_eq(ub[6], ua[7], "template 1, second");
+    cr_expect_str_eq(ub[7], ua[5], "template 0");
+    cr_expect_str_eq(ub[8], ua[6], "template 1 again");
+    cr_expect_str_eq(ub[9], ua[7], "template 1 again, second");
+    cr_expect_str_eq(ub[10], ua[5], "template 0 again");
+    sql_program_free(p);
+}
+
+Test(func_context, newuuid_seeds_are_independent_and_zero_is_random) {
+    sql_program *p = uuid_rule();
+    static const size_t order[] = {0, 1};
+    uint8_t seed2[16];
+    memcpy(seed2, seed1, 16);
+    seed2[15] ^= 1;
+    char a[2048], b[2048], r1[2048], r2[2048];
+    evaluate(p, seed1, order, 2, a, sizeof a);
+    evaluate(p, seed2, order, 2, b, sizeof b);
+    evaluate(p, NULL, order, 2, r1, sizeof r1);
+    evaluate(p, NULL, order, 2, r2, sizeof r2);
+    char ua[16][37], ub[16][37], u1[16][37], u2[16][37];
+    cr_assert_eq(uuids(a, ua, 16), 8);
+    cr_assert_eq(uuids(b, ub, 16), 8);
+    cr_assert_eq(uuids(r1, u1, 16), 8);
+    cr_assert_eq(uuids(r2, u2, 16), 8);
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) {
+            cr_expect_str_neq(ua[i], ub[j], "a seed one bit away shares UUIDs");
+            cr_expect_str_neq(u1[i], u2[j], "zero seed: random UUIDs each time");
+            cr_expect_str_neq(ua[i], u1[j]);
+        }
+    sql_program_free(p);
+}
+
+Test(func_context, newuuid_derivation_is_pinned) {
+    /* HMAC-SHA256(key = seed, "newuuid" || site || n), computed with Python's hmac module;
+       a change here would give replays after an upgrade different UUIDs */
+    const char *sql = "SELECT newuuid() AS a, (SELECT VALUE newuuid() FROM arr) AS c FROM 't'";
+    sql_compile_opts o = {.version = SQL_V2016_03_23};
+    sql_program *p;
+    sql_diag d;
+    cr_assert_eq(sql_compile(sql, strlen(sql), &o, &p, &d), SQL_OK);
+    char out[1024];
+    evaluate(p, seed1, NULL, 0, out, sizeof out);
+    cr_expect_str_eq(out, "{\"a\":\"547c1bd1-132a-4ed7-86e3-ec124aa4f8ef\",\"c\":["
+                          "\"4a0c8fb7-5719-43ab-ad05-ca7daee2f5a6\","
+                          "\"5ba53c27-b517-4c84-a2a0-bbd2677b111b\","
+                          "\"efb75a0c-d85e-470d-9375-b701162c58b0\"]}");
+    sql_program_free(p);
+}
+
+/* }====== */

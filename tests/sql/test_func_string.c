@@ -12,18 +12,24 @@
 
 TestSuite(func_string, .init = setup, .fini = teardown);
 
-Test(func_string, chr_makes_one_character) {
+Test(func_string, chr_makes_one_ascii_character) {
     static const fcase t[] = {
         {"chr", {"65"}, "\"A\""},
         {"chr", {"49"}, "\"1\""},
         {"chr", {"65.9"}, "\"A\""},
         {"chr", {"\"66\""}, "\"B\""},
-        {"chr", {"233"}, "\"é\""},
-        {"chr", {"8364"}, "\"€\""},
-        {"chr", {"128512"}, "\"😀\""},
+        {"chr", {"0"}, "\"\\u0000\""},
+        {"chr", {"127"}, "\"\x7f\""}, /* DEL needs no escape in JSON */
+        {"chr", {"127.99"}, "\"\x7f\""},
+        /* not ASCII codes: Undefined, as AWS's table says */
+        {"chr", {"128"}, UNDEF_OUT},
+        {"chr", {"233"}, UNDEF_OUT},
+        {"chr", {"300"}, UNDEF_OUT},
+        {"chr", {"8364"}, UNDEF_OUT},
         {"chr", {"-1"}, UNDEF_OUT},
+        {"chr", {"-0.5"}, UNDEF_OUT},
         {"chr", {"1114112"}, UNDEF_OUT},
-        {"chr", {"55296"}, UNDEF_OUT},
+        {"chr", {"1e40"}, UNDEF_OUT},
         {"chr", {"true"}, UNDEF_OUT},
         {"chr", {"null"}, UNDEF_OUT},
         {"chr", {"\"x\""}, UNDEF_OUT},

@@ -82,13 +82,13 @@ Test(json, large_objects_drop_later_duplicates) {
 
 /* A trie: root -> a (interior) -> b (slot 0); root -> c (slot 1); root -> "q\"k" (slot 2). */
 static const sql_path_node trie[] = {
-    {NULL, 0, -1, 1, -1, 3},
-    {"a", 1, -1, 2, 3, 1},
-    {"b", 1, 0, -1, -1, 1},
-    {"c", 1, 1, -1, 4, 1},
-    {"q\"k", 3, 2, -1, -1, 1},
+    {NULL, 0, -1, 1, -1, 3, -1},
+    {"a", 1, -1, 2, 3, 1, 0},
+    {"b", 1, 0, -1, -1, 1, 1},
+    {"c", 1, 1, -1, 4, 1, 0},
+    {"q\"k", 3, 2, -1, -1, 1, 0},
 };
-static const sql_pathset ps = {trie, 5, 3};
+static const sql_pathset ps = {trie, 5, 3, NULL};
 
 static int scan(const char *p, sql_value *slots) {
     for (int i = 0; i < 3; i++)
@@ -137,8 +137,8 @@ Test(json, scan_of_non_objects_tells_json_from_not) {
 }
 
 Test(json, scan_root_slot_parses_everything) {
-    static const sql_path_node root[] = {{NULL, 0, 0, -1, -1, 1}};
-    static const sql_pathset rps = {root, 1, 1};
+    static const sql_path_node root[] = {{NULL, 0, 0, -1, -1, 1, -1}};
+    static const sql_pathset rps = {root, 1, 1, NULL};
     sql_value s = SQL_UNDEF;
     cr_assert_eq(sql__json_scan(&c, "{\"a\":[1]}", 9, &rps, &s), 0);
     cr_expect_str_eq(write(&s), "{\"a\":[1]}");
@@ -163,8 +163,8 @@ Test(json, lazy_scan_cost_does_not_grow_with_payload_size) {
     big[n - 1] = ']';
     big[n++] = '}';
     const char *small = "{\"c\":1,\"pad\":[1,2,3]}";
-    static const sql_path_node one[] = {{NULL, 0, -1, 1, -1, 1}, {"c", 1, 0, -1, -1, 1}};
-    static const sql_pathset ops = {one, 2, 1};
+    static const sql_path_node one[] = {{NULL, 0, -1, 1, -1, 1, -1}, {"c", 1, 0, -1, -1, 1, 0}};
+    static const sql_pathset ops = {one, 2, 1, NULL};
     for (int pass = 0; pass < 2; pass++) {
         const char *p = pass ? big : small;
         size_t len = pass ? n : strlen(small);

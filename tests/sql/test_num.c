@@ -1,5 +1,6 @@
 /* test_num.c -- Int and Decimal: parsing, printing, exact arithmetic, comparison (num.c). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sql_int.h"
@@ -78,6 +79,31 @@ Test(num, malformed_numbers_are_rejected) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sql_value v;
         cr_expect_neq(sql__num_parse(&c, bad[i], strlen(bad[i]), &v), 0, "'%s'", bad[i]);
+    }
+}
+
+Test(num, exponents_out_of_range_are_rejected_not_truncated) {
+    /* found by fuzz_json: the exponent's digits past the 9th were dropped, so 1E99999999901
+       read as 1E999999999 and printed as a number that read back as another */
+    const char *out[] = {"1E99999999901", "99999000E99999999901", "1e-12345678901",
+                         "1E2000000001"};
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+        sql_value v;
+        cr_expect_neq(sql__num_parse(&c, out[i], strlen(out[i]), &v), 0, "'%s'", out[i]);
+    }
+    /* zero with the most negative exponent is read at once (found by fuzz_json: the
+       whole-number rule divided its digits away 19 at a time, seconds per number) */
+    cr_expect_str_eq(fmt(parse("0e-1000000000")), "0");
+    cr_expect_str_eq(fmt(parse("-0.000e-999999990")), "0");
+    c.version = SQL_V2015_10_08;
+    cr_expect_str_eq(fmt(parse("0e-1000000000")), "0E-1000000000");
+    c.version = SQL_V2016_03_23;
+    /* the largest exponents kept print as text that reads back as the same number */
+    const char *edge[] = {"99999000E999999999", "1E-999999999", "1E00000000000000000005"};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        char first[SQL_NUM_BUFSZ + 1];
+        snprintf(first, sizeof first, "%s", fmt(parse(edge[i])));
+        cr_expect_str_eq(fmt(parse(first)), first, "%s", edge[i]);
     }
 }
 

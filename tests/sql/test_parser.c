@@ -200,7 +200,7 @@ Test(parser, deep_nesting_is_a_limit_not_a_crash) {
 Test(parser, templates_split_text_and_expressions) {
     const char *t = "$$aws/${topic(1)}/x-${ {'a': 1}.a }$y";
     sql_tpl_ast *ta;
-    cr_assert_eq(sql__parse_template(&c, t, strlen(t), &ta, &d), SQL_OK, "%s", d.msg);
+    cr_assert_eq(sql__parse_template(&c, t, strlen(t), NULL, &ta, &d), SQL_OK, "%s", d.msg);
     cr_assert_eq(ta->nsegs, 5);
     cr_expect(ta->segs[0].expr == NULL && ta->segs[0].text.n == 5 &&
               !memcmp(ta->segs[0].text.s, "$aws/", 5));
@@ -209,7 +209,7 @@ Test(parser, templates_split_text_and_expressions) {
     cr_expect_not_null(ta->segs[3].expr);
     cr_expect(ta->segs[4].text.n == 2 && !memcmp(ta->segs[4].text.s, "$y", 2));
     memset(&d, 0, sizeof d);
-    cr_expect_neq(sql__parse_template(&c, "a${}", 4, &ta, &d), SQL_OK);
+    cr_expect_neq(sql__parse_template(&c, "a${}", 4, NULL, &ta, &d), SQL_OK);
     memset(&d, 0, sizeof d);
-    cr_expect_neq(sql__parse_template(&c, "a${b", 4, &ta, &d), SQL_OK);
+    cr_expect_neq(sql__parse_template(&c, "a${b", 4, NULL, &ta, &d), SQL_OK);
 }
