@@ -376,6 +376,13 @@ void act_dlq_close(act_dlq *d);
  * sync). Sets *id_out (may be NULL). 0, or -1 when the disk refused (counted; logged).
  * Thread: any. */
 int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out);
+/* Called once an asynchronous append is durable (rc 0, with the record's id) or failed (rc -1).
+ * Runs on the store's writer thread, without the store's lock. */
+typedef void (*act_dlq_done_fn)(void *ud, int rc, uint64_t id);
+/* Queues r (serialized now: its strings are borrowed only for the call) and returns at once;
+ * done(ud, ...) follows. Waits only while the store's queue is full. 0, or -1 when r could not
+ * even be queued (done is then not called). Thread: any. */
+int act_dlq_append_async(act_dlq *d, const act_dlq_record *r, act_dlq_done_fn done, void *ud);
 
 /* Marks record id as delivered or purged (a durable tombstone). Thread: any. */
 int act_dlq_resolve(act_dlq *d, uint64_t id);

@@ -86,6 +86,7 @@ struct act_pipe {
     lane *lanes;
     int closed;
     int inst_inline_held; /* the instance's holds_until_acked */
+    _Atomic int dl_pending; /* dead letters of this pipe's messages not yet durable */
     act_pipe_stats stats;
 };
 
@@ -287,9 +288,51 @@ static char *error_document(act_pipe *p, const item *it) {
     return s;
 }
 
+/* A dead letter on its way to the store: the items stay alive (and keep their message in the
+ * journal) until the record is durable. */
+typedef struct dl_job {
+    act_pipe *home;      /* the failed action's pipe; act_pipe_free() waits for its jobs */
+    act_pipe *via;       /* the pipe whose failure wrote it (the error action's, or home) */
+    item *orig, *also;
+    char *last_error;
+} dl_job;
+
+static void dead_letter_done(void *ud, int rc, uint64_t id) {
+    dl_job *j = ud;
+    act_pipe *home = j->home;
+    if (rc != 0) {
+        /* not stored: the journal keeps the message and replays it at the next start; without
+         * a journal it is lost, which is counted and logged */
+        atomic_store(&j->orig->in->keep, 1);
+        act_count(home->o.host, ENG_COUNT_DROP_DLQ_WRITE, 1);
+        act_log(home->o.host, ENG_LOG_ERROR, "deadletter.write_failed",
+                "rule %s, %s action, topic %s: the dead-letter store refused the message%s",
+                home->rule_name, home->vt->name, j->orig->in->topic,
+                j->orig->in->seq ? " (it stays in the journal)" : ": message lost");
+    } else {
+        pair_done(home, j->orig->in);
+        act_log(home->o.host, ENG_LOG_WARN, "deadletter.stored",
+                "rule %s, %s action, topic %s: dead letter %llu: %s", home->rule_name,
+                home->vt->name, j->orig->in->topic, (unsigned long long)id,
+                j->last_error ? j->last_error : "");
+        if (j->orig->redrive_id)
+            act_dlq_resolve(home->o.dlq, j->orig->redrive_id); /* superseded by the new one */
+    }
+    item_free(j->orig);
+    item_free(j->also);
+    free(j->last_error);
+    act_pipe *via = j->via;
+    free(j);
+    if (via != home)
+        atomic_fetch_sub(&via->dl_pending, 1);
+    atomic_fetch_sub(&home->dl_pending, 1);
+}
+
 /* Writes the dead-letter record of `orig` (the failed primary message), adding the errors of
- * `also` (its error-document item, when the error action failed too). */
-static void dead_letter(act_pipe *p, item *orig, const item *also) {
+ * `also` (its error-document item, when the error action failed too). Takes both items: they
+ * are released once the record is durable, on the store's writer thread, so no worker or lane
+ * ever waits for the store's fdatasync. */
+static void dead_letter_take(act_pipe *p, item *orig, item *also) {
     const char *errs[2 * MAX_ERRORS];
     int64_t at[2 * MAX_ERRORS];
     size_t n = 0;
@@ -320,20 +363,30 @@ static void dead_letter(act_pipe *p, item *orig, const item *also) {
                         .error_at = at,
                         .nerrors = n,
                         .attempts = orig->attempts + (also ? also->attempts : 0)};
-    uint64_t id = 0;
-    if (!p->o.dlq || act_dlq_append(p->o.dlq, &r, &id) != 0) {
+    dl_job *j = malloc(sizeof *j);
+    if (j) {
+        *j = (dl_job){home, p, orig, also, n ? strdup(errs[n - 1]) : NULL};
+        atomic_fetch_add(&home->dl_pending, 1);
+        if (p != home)
+            atomic_fetch_add(&p->dl_pending, 1);
+    }
+    if (!j || !p->o.dlq || act_dlq_append_async(p->o.dlq, &r, dead_letter_done, j) != 0) {
+        if (j) {
+            free(j->last_error);
+            free(j);
+            if (p != home)
+                atomic_fetch_sub(&p->dl_pending, 1);
+            atomic_fetch_sub(&home->dl_pending, 1);
+        }
+        atomic_store(&orig->in->keep, 1);
         act_count(p->o.host, ENG_COUNT_DROP_DLQ_WRITE, 1);
         act_log(p->o.host, ENG_LOG_ERROR, "deadletter.write_failed",
-                "rule %s, %s action, topic %s: message lost: the dead-letter store refused it",
-                home->rule_name, home->vt->name, orig->in->topic);
-        return;
+                "rule %s, %s action, topic %s: the dead-letter store refused the message%s",
+                home->rule_name, home->vt->name, orig->in->topic,
+                orig->in->seq ? " (it stays in the journal)" : ": message lost");
+        item_free(orig);
+        item_free(also);
     }
-    pair_done(home, orig->in);
-    act_log(p->o.host, ENG_LOG_WARN, "deadletter.stored", "rule %s, %s action, topic %s: dead letter %llu: %s",
-            home->rule_name, home->vt->name, orig->in->topic, (unsigned long long)id,
-            n ? errs[n - 1] : "");
-    if (orig->redrive_id)
-        act_dlq_resolve(p->o.dlq, orig->redrive_id); /* superseded by the new record */
 }
 
 static int queue_item(act_pipe *p, item *it);
@@ -397,17 +450,14 @@ static void fail_item(act_pipe *p, item *it) {
                 it->errs[i] = t;
             }
         }
-        dead_letter(p, orig, it);
-        item_free(orig);
-        item_free(it);
+        dead_letter_take(p, orig, it);
         return;
     }
     act_log(p->o.host, ENG_LOG_WARN, "action.failed", "rule %s, %s action, topic %s: %s", p->rule_name,
             p->vt->name, it->in->topic, it->nerrs ? it->errs[it->nerrs - 1] : "");
     if (!it->redrive_id && p->o.error_pipe && to_error_action(p, it) == 0)
         return;
-    dead_letter(p, it, NULL);
-    item_free(it);
+    dead_letter_take(p, it, NULL);
 }
 
 /* }====== */
@@ -807,6 +857,14 @@ size_t act_pipe_depth(act_pipe *p) {
 const act_pipe_stats *act_pipe_stats_of(const act_pipe *p) { return &p->stats; }
 act_instance *act_pipe_instance(act_pipe *p) { return p->inst; }
 
+/* Waits until the dead letters of p's messages are durable (they point at p). */
+static void wait_dead_letters(act_pipe *p) {
+    while (atomic_load(&p->dl_pending) > 0) {
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+    }
+}
+
 void act_pipe_close(act_pipe *p) {
     if (!p || p->closed)
         return;
@@ -836,6 +894,7 @@ void act_pipe_close(act_pipe *p) {
             it = next;
         }
     }
+    wait_dead_letters(p);
     if (p->inst) {
         p->inst->vt->close(p->inst);
         p->inst = NULL;
@@ -846,6 +905,7 @@ void act_pipe_free(act_pipe *p) {
     if (!p)
         return;
     act_pipe_close(p);
+    wait_dead_letters(p); /* the error action's failures may have added some since */
     for (int i = 0; p->lanes && i < p->nlanes; i++) {
         pthread_mutex_destroy(&p->lanes[i].mu);
         pthread_mutex_destroy(&p->lanes[i].busy);

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sql.h"
 
@@ -138,7 +139,9 @@ static inline uint32_t eng_topic_hash(const char *s, size_t n) {
     return h;
 }
 
-/* The SQL library's view of m, for rule rule_name (strings borrowed from m). Thread: any. */
+/* The SQL library's view of m, for rule rule_name (strings borrowed from m). timestamp() is
+ * the time m was received and newuuid() is seeded from m's seed and the rule, so that a replay
+ * of a journaled message reproduces both. Thread: any. */
 static inline void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                                sql_message *out) {
     *out = (sql_message){.topic = m->topic,
@@ -152,7 +155,18 @@ static inline void eng_msg_sql(const eng_msg *m, const char *rule_name, const ch
                          .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,
                          .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
                          .rule_name = rule_name,
+                         .timestamp_ms = m->received_ms,
                          .props = &m->props};
+    if (m->uuid_seed) { /* 0: random UUIDs */
+        uint64_t h = 1469598103934665603ull ^ m->uuid_seed, g = m->uuid_seed * 0x9e3779b97f4a7c15ull;
+        for (const char *p = rule_name ? rule_name : ""; *p; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            g = (g ^ h) * 0xff51afd7ed558ccdull;
+        }
+        h |= 1; /* never all zero */
+        memcpy(out->uuid_seed, &h, 8);
+        memcpy(out->uuid_seed + 8, &g, 8);
+    }
 }
 
 /* }====== */

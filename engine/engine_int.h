@@ -319,6 +319,8 @@ typedef struct eng_snapshot {
     eng_rule **rules;       /* enabled rules, retained; index ids point into this array */
     uint32_t nrules;
     eng_topic_index *index;
+    sql_scanset *scanset;   /* the rules' payload paths merged (program k: rules[k]), so a
+                               message is scanned once for all its rules; NULL: each alone */
 } eng_snapshot;
 
 typedef struct eng_registry eng_registry;

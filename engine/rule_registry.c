@@ -37,6 +37,7 @@ struct eng_registry {
 static void snapshot_free(eng_snapshot *s) {
     if (!s)
         return;
+    sql_scanset_free(s->scanset); /* before the rules: it borrows their programs */
     for (uint32_t i = 0; i < s->nrules; i++)
         eng_rule_release(s->rules[i]);
     free(s->rules);
@@ -66,6 +67,14 @@ static eng_snapshot *snapshot_build(eng_rule *const *list, size_t n, uint64_t ge
             return NULL;
         }
         s->rules[s->nrules++] = eng_rule_retain(r);
+    }
+    if (s->nrules) {
+        const sql_program **progs = malloc(s->nrules * sizeof *progs);
+        for (uint32_t i = 0; progs && i < s->nrules; i++)
+            progs[i] = s->rules[i]->prog;
+        /* without it (OOM) every rule scans alone: slower, not wrong */
+        s->scanset = progs ? sql_scanset_new(progs, s->nrules) : NULL;
+        free(progs);
     }
     return s;
 }

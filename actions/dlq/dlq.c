@@ -10,10 +10,13 @@
  * in-memory index (id -> segment, offset, length, rule, time) is rebuilt from the files at
  * start, so the store survives restarts. A torn last line (crash in mid-write) is cut off.
  *
- * Durability: append() returns only after the line is written and fdatasync'ed. Appends from
- * many lanes at once share one sync (group commit: the first waiter writes everything pending
- * and syncs once; the others wait on a condition variable), so a dead sink dead-lettering
- * thousands of messages costs a few syncs, not thousands.
+ * Durability: a line counts as stored once it is written and fdatasync'ed. One writer thread
+ * does every write: it takes everything queued, writes it and syncs once (group commit), so a
+ * dead sink dead-lettering thousands of messages costs a few syncs, not thousands, and an
+ * asynchronous append (act_dlq_append_async, what the pipelines use) never makes its caller --
+ * a worker or a delivery lane -- wait for a disk: its completion runs on the writer once the
+ * line is durable. act_dlq_append() waits for that instead. The queue is bounded; past it,
+ * appenders wait (back-pressure rather than unbounded memory).
  *
  * Bounds: past max_bytes the oldest segment is deleted, and so is any segment whose newest
  * record is older than max_age (checked on every append and once a second by the service);
@@ -57,8 +60,18 @@ typedef struct pending {
     size_t len;
     entry e;           /* a record (e.rule set) or, with tomb, nothing to index */
     int tomb;
-    int *res;          /* the waiter's result */
+    int *res;          /* a synchronous waiter's result */
+    act_dlq_done_fn done; /* an asynchronous append's completion (called without mu) */
+    void *ud;
 } pending;
+
+/* A completion to call once the lock is dropped. */
+typedef struct completion {
+    act_dlq_done_fn done;
+    void *ud;
+    int rc;
+    uint64_t id;
+} completion;
 
 struct act_dlq {
     pthread_mutex_t mu;
@@ -75,6 +88,13 @@ struct act_dlq {
     size_t npend, pendcap;
     uint64_t seq_queued, seq_synced;
     int flushing;
+    /* the writer thread: every flush happens there, so no append's caller (a worker, a lane)
+     * ever waits for an fdatasync unless it asked to */
+    pthread_t writer;
+    int writer_started, stop;
+    pthread_cond_t work, room;
+    completion *done;  /* filled by flush_pending, drained by the writer without mu */
+    size_t ndone, donecap;
     uint64_t live, total_bytes;
     uint64_t appended, evicted, resolved, write_errors;
     const eng_host *host; /* logs */
@@ -257,6 +277,18 @@ static void flush_pending(act_dlq *d) {
         }
         if (p->res)
             *p->res = rc;
+        if (p->done) {
+            if (d->ndone == d->donecap) {
+                size_t c = d->donecap ? d->donecap * 2 : 64;
+                completion *v = realloc(d->done, c * sizeof *v);
+                if (v) {
+                    d->done = v;
+                    d->donecap = c;
+                }
+            }
+            if (d->ndone < d->donecap) /* else the caller is never told: see the writer */
+                d->done[d->ndone++] = (completion){p->done, p->ud, rc, p->e.id};
+        }
         free(p->line);
         free(p->e.rule);
     }
@@ -272,9 +304,15 @@ static void flush_pending(act_dlq *d) {
     pthread_cond_broadcast(&d->cv);
 }
 
-/* Queues a line (taking it) and waits until it is durable. Called with mu held. */
-static int commit(act_dlq *d, char *line_take, const entry *e, int tomb) {
+#define PENDING_MAX 65536 /* queued appends before appenders wait: bounded memory */
+
+/* Queues a line (taking it). With done, returns at once and done(ud, rc, id) runs on the writer
+ * thread once the line is durable (or failed); without, waits for that. Called with mu held. */
+static int queue_line(act_dlq *d, char *line_take, const entry *e, int tomb, act_dlq_done_fn done,
+                      void *ud) {
     int res = -1;
+    while (d->npend >= PENDING_MAX && !d->stop)
+        pthread_cond_wait(&d->room, &d->mu);
     if (d->npend == d->pendcap) {
         size_t c = d->pendcap ? d->pendcap * 2 : 16;
         pending *p = realloc(d->pend, c * sizeof *p);
@@ -288,19 +326,43 @@ static int commit(act_dlq *d, char *line_take, const entry *e, int tomb) {
         d->pendcap = c;
     }
     pending *p = &d->pend[d->npend++];
-    *p = (pending){.line = line_take, .len = strlen(line_take), .tomb = tomb, .res = &res};
+    *p = (pending){.line = line_take, .len = strlen(line_take), .tomb = tomb,
+                   .res = done ? NULL : &res, .done = done, .ud = ud};
     if (e)
         p->e = *e;
     uint64_t mine = ++d->seq_queued;
-    while (d->seq_synced < mine) {
-        if (!d->flushing) {
-            d->flushing = 1;
-            flush_pending(d);
-        } else {
-            pthread_cond_wait(&d->cv, &d->mu);
-        }
-    }
+    pthread_cond_signal(&d->work);
+    if (done)
+        return 0;
+    while (d->seq_synced < mine)
+        pthread_cond_wait(&d->cv, &d->mu);
     return res;
+}
+
+/* The writer: flushes whatever is queued (group commit), then runs the completions. */
+static void *writer_main(void *arg) {
+    act_dlq *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->npend && !d->stop)
+            pthread_cond_wait(&d->work, &d->mu);
+        if (!d->npend)
+            break;
+        d->flushing = 1;
+        flush_pending(d);
+        pthread_cond_broadcast(&d->room);
+        completion *c = d->done;
+        size_t n = d->ndone;
+        d->done = NULL;
+        d->ndone = d->donecap = 0;
+        pthread_mutex_unlock(&d->mu);
+        for (size_t i = 0; i < n; i++)
+            c[i].done(c[i].ud, c[i].rc, c[i].id);
+        free(c);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
 }
 
 /* }====== */
@@ -363,7 +425,8 @@ static char *record_line(const act_dlq_record *r, uint64_t id, int64_t first, in
     return line;
 }
 
-int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out) {
+static int append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out, act_dlq_done_fn done,
+                  void *ud) {
     int64_t first = r->nerrors ? r->error_at[0] : wall_ms();
     int64_t last = r->nerrors ? r->error_at[r->nerrors - 1] : first;
     /* the id is taken and the line queued under one lock hold, so the files and the index
@@ -378,12 +441,20 @@ int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out) {
         free(e.rule);
         d->write_errors++;
     } else {
-        rc = commit(d, line, &e, 0);
+        rc = queue_line(d, line, &e, 0, done, ud);
     }
     pthread_mutex_unlock(&d->mu);
     if (rc == 0 && id_out)
         *id_out = id;
     return rc;
+}
+
+int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out) {
+    return append(d, r, id_out, NULL, NULL);
+}
+
+int act_dlq_append_async(act_dlq *d, const act_dlq_record *r, act_dlq_done_fn done, void *ud) {
+    return append(d, r, NULL, done, ud);
 }
 
 /* Called with mu held. */
@@ -402,7 +473,7 @@ static int resolve_locked(act_dlq *d, uint64_t id) {
         return -1;
     }
     entry t = {.id = id};
-    return commit(d, l, &t, 1);
+    return queue_line(d, l, &t, 1, NULL, NULL);
 }
 
 int act_dlq_resolve(act_dlq *d, uint64_t id) {
@@ -562,7 +633,7 @@ long act_dlq_purge(act_dlq *d, const char *rule) {
     }
     if (n) {
         entry t = {.id = 0};
-        if (commit(d, b.p, &t, 1) == 0)
+        if (queue_line(d, b.p, &t, 1, NULL, NULL) == 0)
             d->resolved += (uint64_t)n - 1; /* the flush counted one */
         b.p = NULL;
     }
@@ -670,6 +741,8 @@ act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_a
     }
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->room, NULL);
     d->host = host;
     d->max_bytes = max_bytes;
     d->max_age_s = max_age_s;
@@ -715,6 +788,12 @@ act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_a
             goto fail;
     free(seqs);
     enforce_bounds(d);
+    if (pthread_create(&d->writer, NULL, writer_main, d) != 0) {
+        eng_error_set(e, 500, "InternalException", "cannot start the dead-letter writer");
+        act_dlq_close(d);
+        return NULL;
+    }
+    d->writer_started = 1;
     return d;
 fail:
     if (dir)
@@ -727,14 +806,25 @@ fail:
 void act_dlq_close(act_dlq *d) {
     if (!d)
         return;
+    if (d->writer_started) { /* writes what is queued, runs its completions, then stops */
+        pthread_mutex_lock(&d->mu);
+        d->stop = 1;
+        pthread_cond_broadcast(&d->work);
+        pthread_cond_broadcast(&d->room);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->writer, NULL);
+    }
     for (size_t i = 0; i < d->nsegs; i++)
         close(d->segs[i].fd);
     for (size_t i = 0; i < d->nents; i++)
         free(d->ents[i].rule);
     free(d->segs);
     free(d->ents);
+    free(d->done);
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cv);
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->room);
     free(d);
 }
 
