@@ -407,6 +407,7 @@ static int to_error_action(act_pipe *p, item *it) {
         sql_output out;
         char err[256];
         eng_msg_sql(it->in, p->rule_name, p->o.host ? p->o.host->account_id : NULL, &sm);
+        sm.host = p->o.host ? p->o.host->sql : NULL;
         ok = x && sql_exec_run_matched(x, p->o.prog, &sm, &out) == SQL_FIRED &&
              act_render(x, p->o.err_tpl_base, p->o.err_ntpl, p->o.err_wants_nulls, &fs, err,
                         sizeof err) == 0;

@@ -226,6 +226,9 @@ typedef struct eng_host {
      * NULL: no journal. */
     void (*pair_done)(void *ud, const eng_msg *m, const char *rule, uint64_t revision,
                       int action);
+    /* What SQL evaluations get as sql_message.host (get_thing_shadow() reads the shadow
+     * store through it); NULL: none. */
+    const sql_host *sql;
     /* version 2 ends here; append only and bump the version */
 } eng_host;
 

@@ -402,11 +402,12 @@ void eng_workers_free(eng_workers *ws);
 
 typedef struct eng_mqtt eng_mqtt;
 
-/* The MQTT side: a persistent-session input that journals what it reads before it
- * acknowledges it (journal NULL: ingest.journal=off), and an output connection. With
+/* The MQTT side of env (its config, workers, journal and dead-letter store): a
+ * persistent-session input that journals what it reads before it acknowledges it (no journal:
+ * ingest.journal=off), and an output connection. With
  * cfg->mqtt_url "none" there is no connection at all (a Kafka-only deployment). NULL on a bad
  * URL or OOM. Thread: main. */
-eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *journal);
+eng_mqtt *eng_mqtt_new(eng_env *env);
 /* Connects the output connection (with exponential backoff and full jitter capped at 30 s on
  * failure) and runs its loop in its own thread; eng_mqtt_start_input() does the same for the
  * input, once the journal's replay is under way. Thread: main. */
@@ -452,6 +453,8 @@ typedef struct eng_shadows eng_shadows;
 struct eng_env {
     const eng_config *cfg;
     eng_shadows *shadows;   /* the device shadow service (engine/shadow/runtime.c); NULL: off */
+    sql_host sqlhost;       /* what rule evaluations read through (get_thing_shadow()); set
+                               before the rules are loaded, zero when shadows are off */
     eng_journal *journal;   /* NULL: ingest.journal=off */
     act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
@@ -482,6 +485,15 @@ char *eng_redrive(eng_env *env, const char *body, size_t n, eng_error *e);
  * commits it when the journal is on, then queues it for the workers. 0; -1 when the journal
  * cannot write (m is released; the caller answers 503). Thread: any (may wait for a commit). */
 int eng_ingest_submit_take(eng_env *env, eng_msg *m);
+/* Writes a dead letter for m that no action received: the error of rule r's evaluation
+ * (kind "evaluation"; r NULL and kind "ingest": refused before any rule, e.g. a payload over the
+ * size limit). With wait, returns once the record is durable: 0, or -1 (nothing stored). Without,
+ * it is written by the store's thread: m is retained until then, and if the store refuses it, m
+ * stays in the journal (eng_msg.keep) for the next start; returns 0, or -1 when it could not be
+ * queued (m then also stays). Thread: any. */
+int eng_ingest_deadletter(eng_env *env, eng_msg *m, const eng_rule *r, const char *kind,
+                          const char *error, int wait);
+
 /* Replays what the journal kept from before the last stop, in order, waiting for room in the
  * workers as needed, before any source reads. Once *stop is set (may be NULL) the rest stays in
  * the journal for the next start, and -1 is returned. Thread: the MQTT input, before it
@@ -503,6 +515,8 @@ void eng_shadows_submit(eng_shadows *sh, eng_msg *m);
 /* Counters for /metrics. Thread: any. */
 void eng_shadows_stats(eng_shadows *sh, uint64_t *requests, uint64_t *rejected,
                        uint64_t *publish_failed);
+/* The sql_host whose get_shadow reads sh's store: env->sqlhost. Thread: main. */
+sql_host eng_shadows_sql_host(eng_shadows *sh);
 
 /* }====== */
 

@@ -65,6 +65,7 @@ static void fill(eng_host *h, eng_env *env) {
         .count = host_count,
         .log = host_log,
         .pair_done = host_pair_done,
+        .sql = env->sqlhost.get_shadow ? &env->sqlhost : NULL,
     };
 }
 

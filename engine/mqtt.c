@@ -321,7 +321,8 @@ static void *out_main(void *arg) {
 
 /* }====== */
 
-eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *journal) {
+eng_mqtt *eng_mqtt_new(eng_env *env) {
+    const eng_config *cfg = env->cfg;
     static int lib;
     if (!lib++)
         mosquitto_lib_init();
@@ -329,8 +330,9 @@ eng_mqtt *eng_mqtt_new(const eng_config *cfg, eng_workers *ws, eng_journal *jour
     if (!mq)
         return NULL;
     mq->cfg = cfg;
-    mq->ws = ws;
-    mq->journal = journal;
+    mq->env = env;
+    mq->ws = env->workers;
+    mq->journal = env->journal;
     pthread_mutex_init(&mq->mu, NULL);
     pthread_mutex_init(&mq->pmu, NULL);
     if (parse_url(mq, cfg->mqtt_url) != 0) {

@@ -28,6 +28,7 @@ typedef struct eng_mqtt_sub {
 
 struct eng_mqtt {
     const eng_config *cfg;
+    eng_env *env;          /* the dead-letter store for what the input refuses */
     eng_workers *ws;
     eng_journal *journal;  /* NULL: ingest.journal=off, messages are acknowledged on receipt */
     char host[256];

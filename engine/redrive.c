@@ -9,7 +9,10 @@
  * rule as it is now; a rule that no longer fires on the message, or no longer has an action of
  * that type at that index, leaves the record in the store and says why. A re-sent record is
  * resolved (removed from the store) only once the action delivered it; if it fails again it
- * becomes a new record with the new errors, so re-driving never loses a message.
+ * becomes a new record with the new errors, so re-driving never loses a message. A record of a
+ * rule's evaluation error runs the rule as it is now and hands the output to all its actions
+ * (whose own failure path covers them from then on); a record refused before any rule (a
+ * payload over the limit) cannot be re-driven.
  */
 #include "engine_int.h"
 
@@ -79,11 +82,78 @@ static int stored_fields(const cJSON *rec, const eng_action *a, act_fields *fs) 
     return 0;
 }
 
+/* A message whose rule failed to evaluate (a dead letter of kind "evaluation"): the rule as it
+ * is now runs on it again; when it fires, every action gets the output (each action's own
+ * failure path takes over from there) and the record is resolved. */
+static int whole_rule(redrive *rd, uint64_t id, const cJSON *rec, const char *rule,
+                      const char *topic, const char *payload) {
+    eng_rule *r = eng_registry_get(rd->env->registry, rule);
+    if (!r) {
+        skip(rd, id, "the rule no longer exists");
+        return 0;
+    }
+    size_t plen = 0;
+    unsigned char *pl = unb64(payload, &plen);
+    const char *source = str(rec, "source");
+    eng_msg *m = pl ? eng_msg_new(topic, strlen(topic), pl, plen, NULL, str(rec, "clientId"),
+                                  source && !strcmp(source, "http") ? ENG_SRC_HTTP
+                                                                    : ENG_SRC_MQTT)
+                    : NULL;
+    sql_message sm;
+    sql_output o;
+    char err[256], why[300];
+    int rc = SQL_E_NOMEM;
+    if (m) {
+        m->qos = (int)num(rec, "qos") == 1;
+        eng_msg_sql(m, r->name, rd->env->cfg->account_id, &sm);
+        sm.host = rd->env->sqlhost.get_shadow ? &rd->env->sqlhost : NULL;
+        rc = rd->x ? sql_exec_run(rd->x, r->prog, &sm, &o) : SQL_E_NOMEM;
+    }
+    if (rc != SQL_FIRED) {
+        snprintf(why, sizeof why, "%s", !m ? "the stored payload cannot be read"
+                                    : rc == SQL_NOT_FIRED
+                                        ? "the rule as it is now does not fire on the message"
+                                        : "the rule as it is now still fails on the message");
+        skip(rd, id, why);
+        goto out;
+    }
+    char *copy = malloc(o.len ? o.len : 1);
+    if (!copy) {
+        skip(rd, id, "out of memory");
+        goto out;
+    }
+    memcpy(copy, o.data, o.len);
+    size_t olen = o.len;
+    for (size_t i = 0; i < r->nactions; i++) {
+        const eng_action *a = &r->actions[i];
+        if (act_render(rd->x, a->tpl_base, a->ntpl, a->inst->wants_nulls, &rd->fs, err,
+                       sizeof err) != 0)
+            act_pipe_reject(a->pipe, m, copy, olen, err);
+        else
+            act_pipe_submit(a->pipe, m, copy, olen, &rd->fs, 0);
+    }
+    free(copy);
+    act_dlq_resolve(rd->env->dlq, id);
+    rd->redriven++;
+out:
+    eng_msg_free(m);
+    free(pl);
+    eng_rule_release(r);
+    return 0;
+}
+
 static int one(void *ud, uint64_t id, const cJSON *rec) {
     redrive *rd = ud;
     const char *rule = str(rec, "rule"), *type = str(rec, "action"), *topic = str(rec, "topic");
     const char *payload = str(rec, "payload"), *output = str(rec, "output");
     int index = (int)num(rec, "actionIndex");
+    if (index == -2 && type && !strcmp(type, "evaluation") && rule && topic && payload)
+        return whole_rule(rd, id, rec, rule, topic, payload);
+    if (index == -2 && type && !strcmp(type, "ingest")) {
+        skip(rd, id, "refused before any rule (its payload is over the size limit): it cannot "
+             "be processed");
+        return 0;
+    }
     if (!rule || !type || !topic || !payload || !output || index < 0) {
         skip(rd, id, "the record is incomplete");
         return 0;

@@ -116,6 +116,15 @@ int eng_serve_main(int argc, char **argv) {
     }
     if (eng_rule_closer_start() != 0)
         goto out;
+    /* before the rules too: get_thing_shadow() in their templates reads it */
+    if (cfg.shadows_enabled) {
+        if (!(env.shadows = eng_shadows_start(&env, &e))) {
+            eng_log(ENG_LOG_ERROR, "shadow.open", "%s", e.message);
+            fprintf(stderr, "sluice serve: %s\n", e.message);
+            goto out;
+        }
+        env.sqlhost = eng_shadows_sql_host(env.shadows);
+    }
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     if (!env.registry)
         goto out;
@@ -132,14 +141,9 @@ int eng_serve_main(int argc, char **argv) {
     env.workers = eng_workers_new(&cfg, env.registry, &env);
     if (!env.workers)
         goto out;
-    env.mqtt = eng_mqtt_new(&cfg, env.workers, env.journal);
+    env.mqtt = eng_mqtt_new(&env);
     if (!env.mqtt)
         goto out;
-    if (cfg.shadows_enabled && !(env.shadows = eng_shadows_start(&env, &e))) {
-        eng_log(ENG_LOG_ERROR, "shadow.open", "%s", e.message);
-        fprintf(stderr, "sluice serve: %s\n", e.message);
-        goto out;
-    }
     eng_registry_on_filters(env.registry, filters_changed, &env);
     if (eng_mqtt_start(env.mqtt) != 0)
         goto out;

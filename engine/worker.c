@@ -168,18 +168,26 @@ int eng_workers_wait_room(eng_workers *ws, int timeout_ms) {
 
 /* {====== hand-off to the actions */
 
+/* How a rule runs on a message: alone with its FROM check (Basic Ingest), alone without it
+ * (its topic already matched), or on the message's shared scan (id: its place in the
+ * snapshot, which is its place in the scan set). */
+enum { RUN_ALONE, RUN_MATCHED, RUN_SCAN };
+
 /* Renders each action's templates and queues the output in the action's pipeline, which
  * delivers, retries and takes the failure path (actions/pipeline.c). A rule's actions never
  * run on the worker, so a slow sink cannot slow the evaluation of other messages. */
-static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fields *fs,
-                     const eng_config *cfg) {
+static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int how, uint32_t id, act_fields *fs,
+                     eng_env *env) {
+    const eng_config *cfg = env->cfg;
     sql_message sm;
     eng_msg_sql(m, r->name, cfg->account_id, &sm);
+    sm.host = env->sqlhost.get_shadow ? &env->sqlhost : NULL;
     atomic_fetch_add_explicit(&r->matched, 1, memory_order_relaxed);
     uint64_t t0 = now_ns();
     sql_output out;
-    int rc = matched ? sql_exec_run_matched(x, r->prog, &sm, &out)
-                     : sql_exec_run(x, r->prog, &sm, &out);
+    int rc = how == RUN_SCAN      ? sql_exec_run_scan(x, id, &sm, &out)
+             : how == RUN_MATCHED ? sql_exec_run_matched(x, r->prog, &sm, &out)
+                                  : sql_exec_run(x, r->prog, &sm, &out);
     eng_metrics_observe_eval(now_ns() - t0);
     if (rc == SQL_NOT_FIRED)
         return;
@@ -187,6 +195,9 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
         atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
         eng_log(ENG_LOG_WARN, "rule.eval_error", "rule %s on topic %s: %s", r->name, m->topic,
                 sql_exec_errmsg(x));
+        /* AWS drops such a message; sluice keeps it, with the error, unless told not to */
+        if (cfg->dlq_eval_errors)
+            eng_ingest_deadletter(env, m, r, "evaluation", sql_exec_errmsg(x), 0);
         return;
     }
     atomic_fetch_add_explicit(&r->fired, 1, memory_order_relaxed);
@@ -197,6 +208,7 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
         atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
         eng_log(ENG_LOG_ERROR, "rule.oom", "rule %s on topic %s: out of memory", r->name,
                 m->topic);
+        atomic_store(&m->keep, 1); /* not processed: replayed at the next start */
         return;
     }
     memcpy(payload, out.data, out.len);
@@ -220,7 +232,8 @@ static void run_rule(sql_exec *x, eng_rule *r, eng_msg *m, int matched, act_fiel
 
 static void process(wctx *w, sql_exec *x, eng_msg *m, act_fields *fb) {
     eng_registry *reg = w->ws->reg;
-    eng_shadows *sh = w->ws->env ? w->ws->env->shadows : NULL;
+    eng_env *env = w->ws->env;
+    eng_shadows *sh = env ? env->shadows : NULL;
     if (sh && eng_shadows_is_request(m))
         eng_shadows_submit(sh, m); /* answered by the shadow threads; the rules still run */
     const eng_snapshot *s = eng_registry_acquire(reg, w->id);
@@ -231,20 +244,31 @@ static void process(wctx *w, sql_exec *x, eng_msg *m, act_fields *fb) {
         size_t nl = strcspn(name, "/");
         for (uint32_t i = 0; i < s->nrules; i++)
             if (strlen(s->rules[i]->name) == nl && !memcmp(s->rules[i]->name, name, nl))
-                run_rule(x, s->rules[i], m, 0, fb, w->ws->cfg);
+                run_rule(x, s->rules[i], m, RUN_ALONE, 0, fb, env);
     } else {
         uint32_t small[64], *ids = small;
         size_t n = eng_topic_index_match(s->index, m->topic, m->topic_len, ids, 64);
         if (n > 64) {
             ids = malloc(n * sizeof *ids);
-            if (ids)
+            if (ids) {
                 n = eng_topic_index_match(s->index, m->topic, m->topic_len, ids, n);
-            else
+            } else { /* cannot even list its rules: replayed at the next start */
+                atomic_store(&m->keep, 1);
                 n = 0;
+            }
+        }
+        /* one payload scan for all the rules that matched (DESIGN: the payload is parsed at
+         * most once per message); alone when there is no scan plan or it cannot start */
+        int how = RUN_MATCHED;
+        if (n > 1 && s->scanset) {
+            sql_message base;
+            eng_msg_sql(m, NULL, env->cfg->account_id, &base);
+            if (sql_exec_scan_begin(x, s->scanset, &base, ids, n) == SQL_OK)
+                how = RUN_SCAN;
         }
         for (size_t i = 0; i < n; i++)
-            run_rule(x, s->rules[ids[i]], m, 1, fb, w->ws->cfg);
-        if (ids != small)
+            run_rule(x, s->rules[ids[i]], m, how, ids[i], fb, env);
+        if (ids && ids != small)
             free(ids);
     }
     eng_registry_release(reg, w->id);

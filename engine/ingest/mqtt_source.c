@@ -55,6 +55,19 @@ void eng__mqtt_on_message(struct mosquitto *mosq, void *ud, const struct mosquit
                           const mosquitto_property *props) {
     eng_mqtt *mq = ud;
     eng_msg *m = eng__mqtt_msg_new(msg, props);
+    if (m && m->payload_len > SQL_MAX_PAYLOAD) {
+        /* no rule may read it (AWS's limit); it goes to the dead letters, durably, before its
+         * PUBACK can leave: if the store refuses, the batch is not acknowledged */
+        char why[128];
+        snprintf(why, sizeof why, "the payload has %zu bytes; AWS IoT's limit is %u",
+                 m->payload_len, SQL_MAX_PAYLOAD);
+        atomic_fetch_add(&eng_metrics_global.dropped[ENG_DROP_TOO_LARGE], 1);
+        eng_log(ENG_LOG_WARN, "mqtt.too_large", "message on %s: %s", m->topic, why);
+        if (eng_ingest_deadletter(mq->env, m, NULL, "ingest", why, 1) != 0)
+            mq->bfail = 1;
+        eng_msg_free(m);
+        return;
+    }
     if (!m) {
         /* cannot even hold it: the batch is not acknowledged, the broker sends it again */
         mq->bfail = 1;

@@ -225,6 +225,27 @@ int eng_shadows_rest(eng_shadows *sh, const eng_shadow_req *req, eng_shadow_repl
 
 eng_shadow *eng_shadows_service(eng_shadows *sh) { return sh->svc; }
 
+/* get_thing_shadow() for the rules: the stored document, in the buffer the SQL library gives. */
+static long sql_get_shadow(void *ud, const char *thing, const char *shadow, char *buf,
+                           size_t cap) {
+    eng_shadows *sh = ud;
+    char *json = NULL;
+    size_t len = 0;
+    int rc = eng_shadow_get_document(sh->svc, thing, shadow, &json, &len);
+    if (rc < 0)
+        return SQL_HOST_ERROR;
+    if (rc == 0)
+        return SQL_HOST_NOT_FOUND;
+    if (len <= cap)
+        memcpy(buf, json, len);
+    free(json);
+    return (long)len;
+}
+
+sql_host eng_shadows_sql_host(eng_shadows *sh) {
+    return (sql_host){.ud = sh, .get_shadow = sql_get_shadow};
+}
+
 void eng_shadows_stats(eng_shadows *sh, uint64_t *requests, uint64_t *rejected,
                        uint64_t *publish_failed) {
     *requests = atomic_load(&sh->requests);

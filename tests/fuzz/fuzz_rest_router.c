@@ -77,7 +77,7 @@ static void setup(void) {
                                 eng_env_host(&env_open), &e);
     env_open.registry = eng_registry_new(cfg_open.workers, &cfg_open, &env_open);
     env_open.workers = eng_workers_new(&cfg_open, env_open.registry, &env_open);
-    env_open.mqtt = eng_mqtt_new(&cfg_open, env_open.workers, NULL);
+    env_open.mqtt = eng_mqtt_new(&env_open);
     if (!env_open.dlq || !env_open.registry || !env_open.workers || !env_open.mqtt)
         abort();
     env_auth = env_open;

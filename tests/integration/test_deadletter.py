@@ -199,6 +199,57 @@ class DeadLetters(unittest.TestCase):
         recs = dead_letters(self.s, "st")
         self.assertEqual(sorted(json.loads(base64.b64decode(r["payload"]))["seq"] for r in recs),
                          list(range(20)), "every queued message is a dead letter, none lost")
+    def test_an_evaluation_error_is_a_dead_letter_and_redrives_once_the_rule_is_fixed(self):
+        """AWS drops a message whose rule fails to evaluate; sluice keeps it with the error."""
+        os.makedirs(self.sink_dir)
+        out = os.path.join(self.sink_dir, "eval.jsonl")
+        bad = "SELECT regexp_matches(s, '(a+)+$') AS m, seq FROM 'dev/+/t'"
+        post_rule(self.s, "ev", self.rule(out, sql=bad))
+        publish(self.s, "dev/e/t", {"seq": 1, "s": "a" * 40 + "b"})
+        publish(self.s, "dev/e/t", {"seq": 2, "s": "ab"})  # evaluates fine
+        recs = wait_for(lambda: dead_letters(self.s, "ev"))
+        self.assertEqual(len(recs), 1, recs)
+        r = recs[0]
+        self.assertEqual((r["action"], r["actionIndex"]), ("evaluation", -2))
+        self.assertIn("backtracking limit", r["errors"][0]["message"])
+        self.assertEqual(json.loads(base64.b64decode(r["payload"]))["seq"], 1)
+        self.assertEqual([l["seq"] for l in wait_for(lambda: lines(out))], [2])
+        # the rule is fixed; the re-drive runs it as it is now and resolves the record
+        fixed = self.rule(out, sql="SELECT regexp_matches(s, 'a+b') AS m, seq FROM 'dev/+/t'")
+        st, _, body = http("PATCH", f"{self.s.url}/rules/ev", json.dumps(fixed))
+        self.assertEqual(st, 200, body)
+        st, _, body = http("POST", f"{self.s.url}/deadletter/redrive", json.dumps({"rule": "ev"}))
+        self.assertEqual((st, json.loads(body)["redriven"]), (200, 1), body)
+        got = wait_for(lambda: len(lines(out)) == 2 and lines(out))
+        self.assertEqual([l["seq"] for l in got], [2, 1])
+        self.assertEqual(wait_for(lambda: dead_letters(self.s, "ev") == [] and [1]), [1])
+
+    def test_evaluation_errors_can_be_left_out_of_the_dead_letters(self):
+        self.s.stop()
+        cfg = dict(FAST_RETRY, deadLetter={"evalErrors": False})
+        self.s = Sluice(self.broker.port, self.data, config=cfg)
+        post_rule(self.s, "ev", self.rule("x.jsonl",
+                                          sql="SELECT regexp_matches(s, '(a+)+$') FROM 'dev/+/t'"))
+        publish(self.s, "dev/e/t", {"s": "a" * 40 + "b"})
+        self.assertIsNotNone(wait_for(lambda: metric(self.s, "sluice_rule_errors_total",
+                                                     rule="ev") == 1 or None))
+        self.assertEqual(dead_letters(self.s, "ev"), [])
+
+    def test_a_payload_over_the_limit_is_a_dead_letter_before_its_puback(self):
+        big = "x" * (200 * 1024)
+        import subprocess
+        post_rule(self.s, "big", self.rule("big.jsonl"))  # subscribes to dev/+/t
+        time.sleep(0.5)
+        subprocess.run(["mosquitto_pub", "-p", str(self.broker.port), "-t", "dev/big/t", "-q",
+                        "1", "-s"], input=big.encode(), check=True)
+        recs = wait_for(lambda: [r for r in dead_letters(self.s) if r["action"] == "ingest"])
+        self.assertEqual(len(recs), 1, recs)
+        self.assertEqual((recs[0]["rule"], recs[0]["actionIndex"], recs[0]["topic"]),
+                         ("", -2, "dev/big/t"))
+        self.assertEqual(len(base64.b64decode(recs[0]["payload"])), 200 * 1024)
+        self.assertIn("limit", recs[0]["errors"][0]["message"])
+        self.assertEqual(metric(self.s, "sluice_dropped_total", reason="too_large"), 1)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

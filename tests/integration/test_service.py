@@ -128,6 +128,25 @@ class Service(unittest.TestCase):
         sub.stop()
         self.assertEqual(lines, ['out/d1/TEMP {"kind":"temp","v":1,"dev":"d1"}'])
 
+    def test_many_rules_on_one_topic_share_one_scan_and_each_gets_its_own_output(self):
+        """Five rules match one topic (one payload scan serves them all): each projects,
+        filters and names its output on its own, as if it ran alone."""
+        rules = [("a", "SELECT v FROM 'm/+'", "out/a"),
+                 ("b", "SELECT v * 2 AS w, x.y FROM 'm/+' WHERE v > 1", "out/b"),
+                 ("c", "SELECT VALUE x FROM 'm/#'", "out/c"),
+                 ("d", "SELECT topic(2) AS t, newuuid() = newuuid() AS same FROM 'm/+'", "out/d"),
+                 ("e", "SELECT v FROM 'm/+' WHERE v > 100", "out/e")]
+        for name, sql, out in rules:
+            st, _, b = self.rule(name, sql, [{"republish": {"topic": out, "qos": 1}}])
+            self.assertEqual(st, 200, b)
+        sub = Sub(self.broker.port, "out/#")
+        st, _, _ = http("POST", f"{self.s.url}/topics/m%2Fk?qos=1", '{"v":2,"x":{"y":[1,2]}}')
+        self.assertEqual(st, 200)
+        got = sorted(sub.wait(4))
+        sub.stop()
+        self.assertEqual(got, ['out/a {"v":2}', 'out/b {"w":4,"y":[1,2]}', 'out/c {"y":[1,2]}',
+                               'out/d {"t":"k","same":false}'])
+
     def test_republish_headers_become_mqtt5_properties(self):
         st, _, b = self.rule("hdr", "SELECT v FROM 'h/+'", [{"republish": {
             "topic": "h-out/${topic(2)}", "qos": 1,

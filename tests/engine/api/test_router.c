@@ -50,7 +50,7 @@ static void start(int with_auth) {
     cr_assert_not_null(env.dlq, "%s", e.message);
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     env.workers = eng_workers_new(&cfg, env.registry, &env);
-    env.mqtt = eng_mqtt_new(&cfg, env.workers, NULL); /* never started: no broker */
+    env.mqtt = eng_mqtt_new(&env); /* never started: no broker */
     api = eng_api_new(&env, &e);
     cr_assert_not_null(api);
 }
