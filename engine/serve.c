@@ -1,6 +1,7 @@
 /*
- * serve.c -- `sluice serve`: configuration and the data dir's identity, then the registry
- * (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
+ * serve.c -- `sluice serve`: configuration and the data dir's identity, then the store (the
+ * data dir, or the fleet's PostgreSQL: connected and migrated), the dead-letter store in it,
+ * the registry (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
  * the replay of what the journal kept from before the last stop, the MQTT input, and the REST
  * API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
  * messages are processed ahead of anything new on their topic.
@@ -15,6 +16,7 @@
  */
 #include "engine_int.h"
 #include "shadow/shadow.h"
+#include "store/store.h"
 
 #include "../actions/action.h"
 #include "api/api.h"
@@ -90,12 +92,25 @@ int eng_serve_main(int argc, char **argv) {
 
     static eng_env env;
     env.cfg = &cfg;
+    struct timespec started;
+    clock_gettime(CLOCK_REALTIME, &started);
+    env.started_at = (int64_t)started.tv_sec * 1000 + started.tv_nsec / 1000000;
     int rc = 1;
     eng_error e;
     memset(&e, 0, sizeof e);
     eng_admin *admin = NULL;
-    env.dlq = act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
-                           eng_env_host(&env), &e);
+    /* first: rules, shadows and dead letters live in it */
+    if (!(env.store = eng_store_open(&cfg, &e))) {
+        eng_log(ENG_LOG_ERROR, "store.open", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
+    env.rules_store = eng_store_rules(env.store);
+    eng_pg *pg = eng_store_pg(env.store);
+    env.dlq = pg ? eng_dlq_pg_open(pg, cfg.instance_id, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
+                                   eng_env_host(&env), &e)
+                 : act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
+                                eng_env_host(&env), &e);
     if (!env.dlq) {
         eng_log(ENG_LOG_ERROR, "deadletter.open", "%s", e.message);
         fprintf(stderr, "sluice serve: %s\n", e.message);
@@ -147,6 +162,11 @@ int eng_serve_main(int argc, char **argv) {
     eng_registry_on_filters(env.registry, filters_changed, &env);
     if (eng_mqtt_start(env.mqtt) != 0)
         goto out;
+    /* other instances' rule changes from now on (the registry and the filters are set up) */
+    if (eng_store_start(env.store, &env, &e) != 0) {
+        eng_log(ENG_LOG_ERROR, "store.watch", "%s", e.message);
+        goto out;
+    }
     admin = eng_admin_start(&env, &e);
     if (!admin) {
         eng_log(ENG_LOG_ERROR, "http.listen", "%s", e.message);
@@ -160,7 +180,7 @@ int eng_serve_main(int argc, char **argv) {
     eng_log(ENG_LOG_INFO, "serve.started",
             "sluice serving on http://%s, broker %s (client id %s), %d workers, %zu rules from "
             "%s, journal %s", cfg.http_addr, cfg.mqtt_url, cfg.mqtt_client_id, cfg.workers,
-            nrules, cfg.data_dir,
+            nrules, eng_store_where(env.store),
             cfg.journal_mode == ENG_JOURNAL_BATCH      ? "batch"
             : cfg.journal_mode == ENG_JOURNAL_INTERVAL ? "interval"
                                                        : "off (a crash loses what is in memory)");
@@ -183,6 +203,7 @@ int eng_serve_main(int argc, char **argv) {
     rc = 0;
 out:
     eng_admin_stop(admin);
+    eng_store_stop(env.store); /* the watcher applies changes through the registry */
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
     eng_shadows_stop(env.shadows);
@@ -194,6 +215,7 @@ out:
     eng_workers_free(env.workers);
     eng_journal_close(env.journal);
     act_dlq_close(env.dlq);
+    eng_store_close(env.store); /* last: the dead letters and shadows used its connections */
     if (rc == 0)
         eng_log(ENG_LOG_INFO, "serve.stopped", "all queued messages processed");
     return rc;
