@@ -144,30 +144,30 @@ static int insert_batch(pg_dlq *d, PGconn *c, pend **batch, size_t n, eng_error 
     return rc;
 }
 
-/* Tells batch[i]'s appender how it went, for those settled (rc, id in place). */
+/* Tells batch[i]'s appender how it went, for those settled (rc, id in place): an
+ * asynchronous one's completion runs here; a synchronous waiter is woken and frees its own. */
 static void complete(pg_dlq *d, pend **batch, size_t n) {
-    size_t done = 0;
+    size_t done = 0, nsync = 0;
+    pend *sync[BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         pend *p = batch[i];
         if (!p->settled)
             continue;
         done++;
-        if (p->rc == 0)
-            atomic_fetch_add(&d->appended, 1);
-        else
-            atomic_fetch_add(&d->write_errors, 1);
+        atomic_fetch_add(p->rc == 0 ? &d->appended : &d->write_errors, 1);
         free(p->rule);
         free(p->record);
         p->rule = p->record = NULL;
-        if (p->done) {
-            p->done(p->ud, p->rc, p->id);
-            free(p);
+        if (!p->done) {
+            sync[nsync++] = p;
+            continue;
         }
+        p->done(p->ud, p->rc, p->id);
+        free(p);
     }
     pthread_mutex_lock(&d->mu);
-    for (size_t i = 0; i < n; i++)
-        if (batch[i]->settled && !batch[i]->done)
-            batch[i]->finished = 1; /* its waiter frees it */
+    for (size_t i = 0; i < nsync; i++)
+        sync[i]->finished = 1;
     d->npend -= done;
     pthread_cond_broadcast(&d->finished);
     pthread_cond_broadcast(&d->room);
