@@ -387,6 +387,9 @@ int eng_registry_load(eng_registry *reg, eng_error *e);
  * could not be read: nothing changed). A no-op for a store only this instance writes.
  * Thread: any (the store's watcher, admin calls); serialized with every other change. */
 int eng_registry_sync(eng_registry *reg, eng_error *e);
+/* Calls the filters callback again with the current rules (the set of topics this instance
+ * takes changed: the store's '$' lease). Thread: any. */
+void eng_registry_refilter(eng_registry *reg);
 /* Compares every rule with the store: loads what is newer there and deletes what it no longer
  * has (after a reconnect, when deletions may have been forgotten by the store). Thread: any. */
 int eng_registry_reconcile(eng_registry *reg, eng_error *e);
@@ -448,10 +451,17 @@ int eng_mqtt_start(eng_mqtt *mq);
  * the caller's thread. */
 int eng_mqtt_start_input(eng_mqtt *mq, int (*before)(void *ud, const _Atomic int *stop),
                          void *ud);
-/* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured),
+/* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured, except
+ * for filters that start with '$'),
  * unsubscribing from the ones no longer needed; remembered for resubscription after a
  * reconnect. Thread: any. */
 void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n);
+/* Unsubscribes these filters, now and at every later connect until they are wanted again: a
+ * resumed persistent session keeps what an earlier run subscribed. Thread: any. */
+void eng_mqtt_forget_filters(eng_mqtt *mq, const char *const *filters, size_t n);
+/* 1 once the broker answered the subscription of every wanted filter that starts with '$'
+ * (those are never shared: see mqtt.c). Thread: any. */
+int eng_mqtt_dollar_ready(eng_mqtt *mq);
 /* What the broker answered to the subscription of filter: -1 pending or unknown, 0..2 the
  * granted QoS, >= 0x80 the SUBACK reason code that refused it. Thread: any. */
 int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter);

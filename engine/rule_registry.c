@@ -153,6 +153,12 @@ void eng_registry_on_filters(eng_registry *reg, eng_filters_fn fn, void *ud) {
     pthread_mutex_unlock(&reg->mu);
 }
 
+void eng_registry_refilter(eng_registry *reg) {
+    pthread_mutex_lock(&reg->mu);
+    notify_filters(reg, atomic_load(&reg->current));
+    pthread_mutex_unlock(&reg->mu);
+}
+
 const eng_snapshot *eng_registry_acquire(eng_registry *reg, int w) {
     for (;;) {
         eng_snapshot *s = atomic_load(&reg->current);

@@ -29,25 +29,36 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* The rules' FROM filters, and the shadow service's request topics when it is on. */
+/* The rules' FROM filters, and the shadow service's request topics when it is on. Topics that
+ * start with '$' go to the instance holding the fleet's lease only (store/store.c: a broker may
+ * never deliver them to a shared subscription); the others unsubscribe them, their persistent
+ * sessions included. */
 static void filters_changed(void *ud, const char *const *filters, size_t n) {
     eng_env *env = ud;
-    if (!env->shadows) {
-        eng_mqtt_set_filters(env->mqtt, filters, n);
-        return;
-    }
     size_t k = 0;
-    while (eng_shadow_request_filters[k])
+    while (env->shadows && eng_shadow_request_filters[k])
         k++;
-    const char **all = malloc((n + k) * sizeof *all);
-    if (!all) {
-        eng_mqtt_set_filters(env->mqtt, filters, n);
+    const char **take = malloc((n + k + 1) * sizeof *take);
+    const char **drop = malloc((n + k + 1) * sizeof *drop);
+    if (!take || !drop) {
+        free(take);
+        free(drop);
+        eng_log(ENG_LOG_ERROR, "mqtt.subscribe", "out of memory updating subscriptions");
         return;
     }
-    memcpy(all, filters, n * sizeof *all);
-    memcpy(all + n, eng_shadow_request_filters, k * sizeof *all);
-    eng_mqtt_set_filters(env->mqtt, all, n + k);
-    free(all);
+    int dollar = eng_store_holds_dollar(env->store);
+    size_t nt = 0, nd = 0;
+    for (size_t i = 0; i < n + k; i++) {
+        const char *f = i < n ? filters[i] : eng_shadow_request_filters[i - n];
+        if (f[0] != '$' || dollar == 1)
+            take[nt++] = f;
+        else if (dollar == 0)
+            drop[nd++] = f;
+    }
+    eng_mqtt_set_filters(env->mqtt, take, nt);
+    eng_mqtt_forget_filters(env->mqtt, drop, nd);
+    free(take);
+    free(drop);
 }
 
 static int replay(void *ud, const _Atomic int *stop) { return eng_ingest_replay(ud, stop); }
@@ -194,6 +205,9 @@ int eng_serve_main(int argc, char **argv) {
         eng_registry_reclaim(env.registry);
         act_dlq_expire(env.dlq);
     }
+    /* the '$' topics: to another instance before this one stops taking them */
+    if (eng_store_handoff(env.store, 3000) > 0)
+        eng_registry_refilter(env.registry);
     eng_mqtt_stop_input(env.mqtt);
     eng_admin_stop(admin);
     admin = NULL;

@@ -44,7 +44,7 @@
 #define BATCH_MAX 1000         /* records per transaction */
 #define SYNC_WAIT_MS 5000      /* a synchronous append gives up after this while unreachable */
 #define HOUSEKEEPING_MS 10000
-#define CLAIM_BATCH 500        /* rows claimed per statement by a re-drive */
+#define CLAIM_BATCH 100        /* rows claimed per statement: two re-drives at once split */
 
 typedef struct pend pend;
 struct pend {

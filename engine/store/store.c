@@ -20,6 +20,20 @@
  * when the server refuses connections); nothing else waits for it. The message path keeps the
  * rules it has; admin writes fail with 503; when the database returns, the reconnect's
  * reconcile brings the rules up to date.
+ *
+ * The '$' lease. A broker may not deliver a '$' topic ($aws/things/.../shadow/update, a rule
+ * FROM '$aws/...') to a shared subscription (Mosquitto never does: mqtt.c), so those topics
+ * cannot be split between the instances of a $share group, and subscribing every instance to
+ * them would handle each message once per instance. Instead one instance of the group holds
+ * the lease, a PostgreSQL advisory lock (keyed by the group) on the watcher's connection, and
+ * alone subscribes to the '$' filters (serve.c). The others try for it every LEASE_MS and when
+ * the holder announces it is leaving (NOTIFY sluice_lease); a holder killed loses the lock with
+ * its connection. A holder that stops cleanly hands over: it releases the lock, waits until
+ * another instance has it and its subscriptions are acknowledged, and only then unsubscribes,
+ * so no '$' message finds nobody subscribed (a few may reach both: at least once). Until a
+ * handover is confirmed it stays subscribed, its persistent session keeping what arrives. An
+ * instance that lost its connection keeps acting as holder until it reconnects and learns
+ * whether it still is: while the database is away nobody else can take the lease.
  */
 #include "store.h"
 
@@ -35,6 +49,10 @@
 #define PURGE_MS (10 * 60 * 1000)    /* tombstones and vanished instances */
 #define TOMBSTONE_S 3600             /* a deleted rule's row is kept this long */
 #define INSTANCE_GONE_S (7 * 24 * 3600)
+#define LEASE_MS 1000                /* how often a non-holder tries for the '$' lease */
+#define READY_MS 3000                /* a new holder waits this long for its SUBACKs */
+
+enum { NOTE_RULES = 1, NOTE_RELEASED = 2, NOTE_TAKEN = 4 };
 
 struct eng_store {
     const eng_config *cfg;
@@ -46,6 +64,15 @@ struct eng_store {
     int started;
     _Atomic int stop;
     _Atomic int connected;
+    /* the '$' lease */
+    int lease_wanted;         /* a shared store and a shared-subscription group */
+    char lease_key[24];       /* the advisory lock's key, from the group */
+    _Atomic int holder;
+    pthread_mutex_t hmu;
+    pthread_cond_t hcv;
+    int handoff_ms;           /* guarded by hmu: > 0, a handover is asked for */
+    int handoff_result;       /* guarded by hmu: -1 pending; 0 nobody took it; 1 taken */
+    int leaving;              /* watcher only: never take the lease again */
 };
 
 static int64_t now_ms(void) {
@@ -62,6 +89,16 @@ eng_store *eng_store_open(const eng_config *cfg, eng_error *e) {
     }
     st->cfg = cfg;
     atomic_init(&st->connected, 1);
+    pthread_mutex_init(&st->hmu, NULL);
+    pthread_cond_init(&st->hcv, NULL);
+    st->lease_wanted = cfg->store_url[0] && cfg->mqtt_shared_group[0];
+    atomic_init(&st->holder, st->lease_wanted ? -1 : 1); /* -1: not known yet */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the group, as a positive bigint */
+    for (const char *p = "sluice-lease:"; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    for (const char *p = cfg->mqtt_shared_group; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    snprintf(st->lease_key, sizeof st->lease_key, "%lld", (long long)(h >> 1));
     if (!cfg->store_url[0]) {
         snprintf(st->where, sizeof st->where, "dataDir %s", cfg->data_dir);
         if (!(st->rules = eng_rule_store_dir_open(cfg->data_dir, e)))
@@ -85,6 +122,7 @@ eng_rule_store *eng_store_rules(eng_store *st) { return st->rules; }
 eng_pg *eng_store_pg(eng_store *st) { return st->pg; }
 const char *eng_store_where(const eng_store *st) { return st->where; }
 int eng_store_connected(const eng_store *st) { return atomic_load(&st->connected); }
+int eng_store_holds_dollar(const eng_store *st) { return !st ? 1 : atomic_load(&st->holder); }
 
 /* {====== the watcher */
 
@@ -93,8 +131,8 @@ static PGconn *listen_conn(eng_store *st, int *logged) {
     eng_error e;
     memset(&e, 0, sizeof e);
     PGconn *c = eng_pg_connect(st->pg, &e);
-    PGresult *r = c ? eng_pg_exec(st->pg, c, "LISTEN sluice_rules", 0, NULL, PGRES_COMMAND_OK,
-                                  "listening for rule changes", &e)
+    PGresult *r = c ? eng_pg_exec(st->pg, c, "LISTEN sluice_rules; LISTEN sluice_lease", 0, NULL,
+                                  PGRES_COMMAND_OK, "listening for rule changes", &e)
                     : NULL;
     if (r) {
         PQclear(r);
@@ -108,21 +146,29 @@ static PGconn *listen_conn(eng_store *st, int *logged) {
     return NULL;
 }
 
-/* Waits up to ms for a notification (or the stop flag). 1: notified; 0: timeout; -1: the
- * connection broke. */
+/* Waits up to ms for a notification (or the stop flag, or a handover asked for). The NOTE_*
+ * bits of what came; 0: timeout; -1: the connection broke. */
 static int wait_notify(eng_store *st, PGconn *c, int ms) {
     int64_t end = now_ms() + ms;
     for (;;) {
         int notified = 0;
         PGnotify *n;
         while ((n = PQnotifies(c))) {
-            notified = 1;
+            if (!strcmp(n->relname, "sluice_rules"))
+                notified |= NOTE_RULES;
+            else if (n->extra && !strcmp(n->extra, "released"))
+                notified |= NOTE_RELEASED;
+            else if (n->extra && !strncmp(n->extra, "taken", 5))
+                notified |= NOTE_TAKEN;
             PQfreemem(n);
         }
         if (notified)
-            return 1;
+            return notified;
+        pthread_mutex_lock(&st->hmu);
+        int asked = st->handoff_ms > 0;
+        pthread_mutex_unlock(&st->hmu);
         int left = (int)(end - now_ms());
-        if (left <= 0 || atomic_load(&st->stop))
+        if (left <= 0 || atomic_load(&st->stop) || asked)
             return 0;
         struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
         /* short slices: the stop flag is seen within 200 ms */
@@ -149,13 +195,74 @@ static void purge(eng_store *st) {
         eng_log(ENG_LOG_DEBUG, "store.purge_failed", "%s", e.message);
 }
 
+/* Runs a one-row query on the watcher's connection: its first value is 't'? -1 on failure. */
+static int ask(eng_store *st, PGconn *c, const char *sql) {
+    eng_error e;
+    const char *params[] = {st->lease_key};
+    PGresult *r = eng_pg_exec(st->pg, c, sql, 1, params, PGRES_TUPLES_OK, "the lease", &e);
+    int v = r && PQntuples(r) == 1 ? !strcmp(PQgetvalue(r, 0, 0), "t") : -1;
+    PQclear(r);
+    return v;
+}
+
+/* Became holder: take the '$' filters, wait for their SUBACKs, tell a leaving holder. */
+static void took_lease(eng_store *st, PGconn *c) {
+    atomic_store(&st->holder, 1);
+    eng_log(ENG_LOG_INFO, "store.lease", "this instance takes the '$' topics of group %s "
+            "(shadow requests, rules on $aws/...)", st->cfg->mqtt_shared_group);
+    eng_registry_refilter(st->env->registry);
+    int64_t end = now_ms() + READY_MS;
+    while (st->env->mqtt && !eng_mqtt_dollar_ready(st->env->mqtt) && now_ms() < end &&
+           !atomic_load(&st->stop)) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    PQclear(PQexec(c, "NOTIFY sluice_lease, 'taken'"));
+}
+
+static void lost_lease(eng_store *st) {
+    atomic_store(&st->holder, 0);
+    eng_log(ENG_LOG_DEBUG, "store.lease", "another instance has the '$' topics of group %s",
+            st->cfg->mqtt_shared_group);
+    eng_registry_refilter(st->env->registry);
+}
+
+/* The handover asked for by eng_store_handoff(): 1 when another instance took the lease. */
+static int hand_over(eng_store *st, PGconn *c, int ms) {
+    st->leaving = 1;
+    if (atomic_load(&st->holder) != 1 || !c)
+        return 0;
+    if (ask(st, c, "SELECT pg_advisory_unlock($1::bigint)") != 1)
+        return 0;
+    PQclear(PQexec(c, "NOTIFY sluice_lease, 'released'"));
+    int64_t end = now_ms() + ms;
+    while (now_ms() < end) {
+        int w = wait_notify(st, c, (int)(end - now_ms()));
+        if (w < 0)
+            return 0;
+        if (w & NOTE_TAKEN) {
+            atomic_store(&st->holder, 0);
+            return 1;
+        }
+    }
+    return 0; /* nobody: stay subscribed, the session keeps what arrives */
+}
+
 static void *watch_main(void *arg) {
     eng_store *st = arg;
     PGconn *c = NULL;
     int logged = 0;
-    int64_t next_sync = 0, next_beat = 0, next_purge = now_ms() + PURGE_MS;
+    int64_t next_sync = 0, next_beat = 0, next_lease = 0, next_purge = now_ms() + PURGE_MS;
     while (!atomic_load(&st->stop)) {
         if (!c) {
+            pthread_mutex_lock(&st->hmu);
+            if (st->handoff_ms > 0) { /* nobody can take it while the database is away */
+                st->leaving = 1;
+                st->handoff_ms = 0;
+                st->handoff_result = 0;
+                pthread_cond_broadcast(&st->hcv);
+            }
+            pthread_mutex_unlock(&st->hmu);
             if (!(c = listen_conn(st, &logged))) {
                 atomic_store(&st->connected, 0);
                 for (int i = 0; i < 5 && !atomic_load(&st->stop); i++) {
@@ -180,8 +287,33 @@ static void *watch_main(void *arg) {
             atomic_store(&st->connected, 1);
             next_sync = now_ms() + ENG_STORE_RECONCILE_MS;
             next_beat = 0;
+            /* a holder before the outage: is it still? (the server may have restarted) */
+            if (st->lease_wanted && atomic_load(&st->holder) == 1 && !st->leaving &&
+                ask(st, c, "SELECT pg_try_advisory_lock($1::bigint)") == 0)
+                lost_lease(st);
+            next_lease = 0;
+        }
+        pthread_mutex_lock(&st->hmu);
+        int handoff = st->handoff_ms;
+        st->handoff_ms = 0; /* asked: wait_notify no longer returns early for it */
+        pthread_mutex_unlock(&st->hmu);
+        if (handoff > 0) {
+            int taken = hand_over(st, c, handoff);
+            pthread_mutex_lock(&st->hmu);
+            st->handoff_result = taken;
+            pthread_cond_broadcast(&st->hcv);
+            pthread_mutex_unlock(&st->hmu);
         }
         int64_t t = now_ms();
+        if (st->lease_wanted && !st->leaving && atomic_load(&st->holder) != 1 &&
+            t >= next_lease) {
+            int got = ask(st, c, "SELECT pg_try_advisory_lock($1::bigint)");
+            if (got == 1)
+                took_lease(st, c);
+            else if (got == 0 && atomic_load(&st->holder) == -1)
+                lost_lease(st); /* decided: another instance has it */
+            next_lease = t + LEASE_MS;
+        }
         if (t >= next_beat) {
             beat(st, 0);
             next_beat = t + ENG_STORE_HEARTBEAT_MS;
@@ -191,6 +323,8 @@ static void *watch_main(void *arg) {
             next_purge = t + PURGE_MS;
         }
         int64_t wake = next_beat < next_sync ? next_beat : next_sync;
+        if (st->lease_wanted && atomic_load(&st->holder) != 1 && next_lease < wake)
+            wake = next_lease;
         int w = wait_notify(st, c, (int)(wake > t ? wake - t : 0));
         if (w < 0) {
             eng_log(ENG_LOG_WARN, "store.disconnected", "lost the connection to the shared "
@@ -201,7 +335,9 @@ static void *watch_main(void *arg) {
             atomic_store(&st->connected, 0);
             continue;
         }
-        if (w == 1 || now_ms() >= next_sync) {
+        if (w > 0 && (w & NOTE_RELEASED))
+            next_lease = 0; /* the holder is leaving: try now */
+        if ((w > 0 && (w & NOTE_RULES)) || now_ms() >= next_sync) {
             eng_error e;
             memset(&e, 0, sizeof e);
             if (eng_registry_sync(st->env->registry, &e))
@@ -223,6 +359,19 @@ int eng_store_start(eng_store *st, eng_env *env, eng_error *e) {
     return 0;
 }
 
+int eng_store_handoff(eng_store *st, int ms) {
+    if (!st || !st->started || !st->lease_wanted)
+        return 0;
+    pthread_mutex_lock(&st->hmu);
+    st->handoff_result = -1;
+    st->handoff_ms = ms;
+    while (st->handoff_result < 0)
+        pthread_cond_wait(&st->hcv, &st->hmu);
+    int taken = st->handoff_result;
+    pthread_mutex_unlock(&st->hmu);
+    return taken;
+}
+
 void eng_store_stop(eng_store *st) {
     if (!st || !st->started)
         return;
@@ -241,5 +390,7 @@ void eng_store_close(eng_store *st) {
     if (st->rules)
         st->rules->vt->close(st->rules);
     eng_pg_close(st->pg);
+    pthread_mutex_destroy(&st->hmu);
+    pthread_cond_destroy(&st->hcv);
     free(st);
 }

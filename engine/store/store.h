@@ -188,6 +188,16 @@ void eng_store_stop(eng_store *st);
 void eng_store_close(eng_store *st);
 /* 1 while the watcher's connection to the database is up (always 1 for the data dir). */
 int eng_store_connected(const eng_store *st);
+/* 1 when this instance takes the MQTT topics that start with '$' (shadow requests, rules on
+ * $aws/...): it holds its shared-subscription group's lease (store.c), or there is no fleet
+ * (no shared store, no shared group, or st NULL); 0 when another instance does; -1 while it is
+ * not known yet (at start: leave the session's subscriptions as they are). */
+int eng_store_holds_dollar(const eng_store *st);
+/* At a clean stop: hands the lease to another instance, waiting up to ms until one has it and
+ * its subscriptions are acknowledged. 1 then (the caller may drop its '$' subscriptions), 0
+ * when nobody took it or this instance did not hold it (keep them: the session holds what
+ * arrives). Thread: main, before the input stops. */
+int eng_store_handoff(eng_store *st, int ms);
 
 #define ENG_STORE_RECONCILE_MS 5000
 #define ENG_STORE_HEARTBEAT_MS 3000
