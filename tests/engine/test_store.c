@@ -608,8 +608,9 @@ Test(store, two_re_drives_at_once_claim_each_record_once) {
     claim_all(&cc);
     cr_expect_eq(cc.n, 0);
     /* a released record is free again; a resolved one is gone */
-    act_dlq_release(db, cb.n ? cb.ids[0] : ca.ids[0]);
-    cr_assert_eq(act_dlq_resolve(da, ca.ids[ca.n - 1]), 0);
+    claimer *some = ca.n ? &ca : &cb;
+    act_dlq_release(db, some->ids[0]);
+    cr_assert_eq(act_dlq_resolve(da, some->ids[some->n - 1]), 0);
     claim_all(&cc);
     cr_expect_eq(cc.n, 1);
     cr_expect_eq(records(da, NULL), N - 1);
