@@ -154,11 +154,14 @@ static int wait_notify(eng_store *st, PGconn *c, int ms) {
         int notified = 0;
         PGnotify *n;
         while ((n = PQnotifies(c))) {
+            /* a lease's notes name its key: other groups on the store have leases of their own */
+            const char *key = n->extra ? strchr(n->extra, ':') : NULL;
+            int mine = key && !strcmp(key + 1, st->lease_key);
             if (!strcmp(n->relname, "sluice_rules"))
                 notified |= NOTE_RULES;
-            else if (n->extra && !strcmp(n->extra, "released"))
+            else if (mine && !strncmp(n->extra, "released:", 9))
                 notified |= NOTE_RELEASED;
-            else if (n->extra && !strncmp(n->extra, "taken", 5))
+            else if (mine && !strncmp(n->extra, "taken:", 6))
                 notified |= NOTE_TAKEN;
             PQfreemem(n);
         }
@@ -205,6 +208,16 @@ static int ask(eng_store *st, PGconn *c, const char *sql) {
     return v;
 }
 
+/* NOTIFY sluice_lease, '<what>:<key>'. */
+static void note(eng_store *st, PGconn *c, const char *what) {
+    char payload[64];
+    snprintf(payload, sizeof payload, "%s:%s", what, st->lease_key);
+    const char *params[] = {payload};
+    eng_error e;
+    PQclear(eng_pg_exec(st->pg, c, "SELECT pg_notify('sluice_lease', $1)", 1, params,
+                        PGRES_TUPLES_OK, "the lease", &e));
+}
+
 /* Became holder: take the '$' filters, wait for their SUBACKs, tell a leaving holder. */
 static void took_lease(eng_store *st, PGconn *c) {
     atomic_store(&st->holder, 1);
@@ -217,7 +230,7 @@ static void took_lease(eng_store *st, PGconn *c) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    PQclear(PQexec(c, "NOTIFY sluice_lease, 'taken'"));
+    note(st, c, "taken");
 }
 
 static void lost_lease(eng_store *st) {
@@ -234,7 +247,7 @@ static int hand_over(eng_store *st, PGconn *c, int ms) {
         return 0;
     if (ask(st, c, "SELECT pg_advisory_unlock($1::bigint)") != 1)
         return 0;
-    PQclear(PQexec(c, "NOTIFY sluice_lease, 'released'"));
+    note(st, c, "released");
     int64_t end = now_ms() + ms;
     while (now_ms() < end) {
         int w = wait_notify(st, c, (int)(end - now_ms()));
@@ -242,10 +255,14 @@ static int hand_over(eng_store *st, PGconn *c, int ms) {
             return 0;
         if (w & NOTE_TAKEN) {
             atomic_store(&st->holder, 0);
+            eng_log(ENG_LOG_INFO, "store.lease", "the '$' topics of group %s handed over",
+                    st->cfg->mqtt_shared_group);
             return 1;
         }
     }
-    return 0; /* nobody: stay subscribed, the session keeps what arrives */
+    eng_log(ENG_LOG_INFO, "store.lease", "no instance took the '$' topics of group %s: this "
+            "one stays subscribed, its session keeps what arrives", st->cfg->mqtt_shared_group);
+    return 0;
 }
 
 static void *watch_main(void *arg) {
