@@ -242,6 +242,40 @@ static void seg_file(const char *d, char *out, size_t cap) {
     cr_assert(out[0]);
 }
 
+/* Where the records of a segment file end: segments are zero-filled ahead of use, so that is
+ * after the last nonzero byte, not the file's size. */
+static off_t data_end(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f);
+    off_t end = 0, pos = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) {
+        pos++;
+        if (c)
+            end = pos;
+    }
+    fclose(f);
+    return end;
+}
+
+/* A torn write at `at`: everything from there to `end` never reached the disk (zeros, as the
+ * preallocated file held before), or, with truncate, the file ends there. */
+static void tear(const char *path, off_t at, off_t end, int truncate_it) {
+    if (truncate_it) {
+        cr_assert_eq(truncate(path, at), 0);
+        return;
+    }
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0);
+    static const char zeros[4096];
+    for (off_t o = at; o < end;) {
+        size_t n = end - o < (off_t)sizeof zeros ? (size_t)(end - o) : sizeof zeros;
+        cr_assert_eq(pwrite(fd, zeros, n, o), (ssize_t)n);
+        o += (off_t)n;
+    }
+    close(fd);
+}
+
 static void copy_dir(const char *from, const char *to) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", to, from, to);
@@ -277,6 +311,7 @@ static int replay_count(const char *d, eng_msg **orig, int n) {
 
 Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
     eng_journal *j = open_j(dir, 0);
+    usleep(100 * 1000); /* the background thread makes the first segment ready, zero-filled */
     eng_msg *v[40] = {0};
     append_n(j, v, 0, 40);
     eng_msg *copy[40];
@@ -286,25 +321,31 @@ Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
     eng_journal_close(j);
     char seg[600];
     seg_file(dir, seg, sizeof seg);
+    off_t end = data_end(seg);
+    cr_assert_gt(end, 400);
     struct stat st;
     cr_assert_eq(stat(seg, &st), 0);
-    /* the last three records span roughly the last 3/40 of the file; cut at every byte of
-     * the last 400 (more than three records) */
+    cr_assert_eq(st.st_size, 1 << 20, "the segment was not preallocated (%lld bytes)",
+                 (long long)st.st_size);
+    /* the last three records span roughly the last 3/40 of the data; tear at every byte of
+     * the last 400 (more than three records), as zeros and as a truncated file */
     char work[300];
     snprintf(work, sizeof work, "%s-work", dir);
-    int prev = 40;
-    for (off_t cut = st.st_size; cut >= st.st_size - 400; cut--) {
-        copy_dir(dir, work);
-        char wseg[700];
-        snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
-        cr_assert_eq(truncate(wseg, cut), 0);
-        int n = replay_count(work, copy, 40);
-        /* a cut can only lose the records it reaches: monotone, and never more than ~5 */
-        cr_assert_leq(n, prev);
-        cr_assert_geq(n, 34, "cut at %lld lost %d records", (long long)cut, 40 - n);
-        if (cut == st.st_size)
-            cr_assert_eq(n, 40);
-        prev = n;
+    for (int trunc = 0; trunc < 2; trunc++) {
+        int prev = 40;
+        for (off_t cut = end; cut >= end - 400; cut--) {
+            copy_dir(dir, work);
+            char wseg[700];
+            snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
+            tear(wseg, cut, end, trunc);
+            int n = replay_count(work, copy, 40);
+            /* a tear can only lose the records it reaches: monotone, never more than ~5 */
+            cr_assert_leq(n, prev);
+            cr_assert_geq(n, 34, "tear at %lld lost %d records", (long long)cut, 40 - n);
+            if (cut == end)
+                cr_assert_eq(n, 40);
+            prev = n;
+        }
     }
     rm_rf(work);
     for (int i = 0; i < 40; i++) {
@@ -314,6 +355,7 @@ Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
 
 Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
     eng_journal *j = open_j(dir, 0);
+    usleep(100 * 1000);
     eng_msg *v[60] = {0};
     append_n(j, v, 0, 60);
     eng_msg *copy[60];
@@ -323,8 +365,7 @@ Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
     eng_journal_close(j);
     char seg[600];
     seg_file(dir, seg, sizeof seg);
-    struct stat st;
-    cr_assert_eq(stat(seg, &st), 0);
+    off_t end = data_end(seg);
     char work[300];
     snprintf(work, sizeof work, "%s-work", dir);
     srand(7);
@@ -334,7 +375,7 @@ Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
         snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
         int fd = open(wseg, O_RDWR);
         cr_assert(fd >= 0);
-        off_t at = t < 8 ? t : rand() % st.st_size; /* headers of the first record too */
+        off_t at = t < 8 ? t : rand() % end; /* headers of the first record too */
         unsigned char b;
         cr_assert_eq(pread(fd, &b, 1, at), 1);
         b ^= (unsigned char)(1u << (rand() % 8));
