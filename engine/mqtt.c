@@ -113,6 +113,11 @@ void eng__mqtt_on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, co
             eng_log(ENG_LOG_ERROR, "mqtt.subscription_refused",
                     "the broker refused the subscription to '%s' (SUBACK reason code 0x%02x): "
                     "rules on it receive nothing", mq->subs[i].filter, code);
+        } else if (code == 0) {
+            eng_log(ENG_LOG_WARN, "mqtt.subscription_downgraded",
+                    "the broker granted the subscription to '%s' at QoS 0 only: its messages "
+                    "are not acknowledged, so the broker does not keep them across a restart "
+                    "(check the broker's max_qos)", mq->subs[i].filter);
         }
         break;
     }
