@@ -936,6 +936,12 @@ static int scan_segment(scan *s, jseg *seg) {
             munmap(p, size);
             return -1;
         }
+        if (p[off + 8] == REC_MSG) { /* the segment may go only once all of these are done */
+            uint64_t q;
+            memcpy(&q, p + off + 8 + offsetof(msg_head, seq), 8);
+            if (q > seg->max_seq)
+                seg->max_seq = q;
+        }
         off += padded((size_t)n);
         good_end = off;
     }

@@ -478,3 +478,29 @@ Test(journal, kept_messages_stay_for_the_next_start) {
     free_got(&g);
     eng_journal_close(j);
 }
+
+Test(journal, unfinished_messages_of_recovered_segments_survive_later_rollovers) {
+    /* small segments: the first generation spans several, and the second rolls over more */
+    eng_journal *j = open_j(dir, 512 * 1024);
+    static eng_msg *v[3000];
+    append_n(j, v, 0, 1000);
+    forget(v, 1000); /* a crash: nothing finished */
+    eng_journal_close(j);
+    j = open_j(dir, 512 * 1024);
+    cr_assert_eq(eng_journal_pending_replay(j), 1000);
+    /* killed again before the replay got anywhere; meanwhile new traffic fills segments and
+     * the background thread drops the finished ones */
+    append_n(j, v, 1000, 3000);
+    for (int i = 1000; i < 3000; i++) {
+        eng_msg_free(v[i]);
+        v[i] = NULL;
+    }
+    usleep(200 * 1000);
+    eng_journal_close(j);
+    j = open_j(dir, 512 * 1024);
+    static got g;
+    eng_journal_replay(j, collect, &g);
+    cr_assert_eq(g.n, 1000, "%d of the 1000 unfinished messages survived", g.n);
+    free_got(&g);
+    eng_journal_close(j);
+}
