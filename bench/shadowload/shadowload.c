@@ -193,6 +193,7 @@ static int mqtt_start(const char *host, int port, int ndev, int nconn) {
         c->n = (ndev - k + nconn - 1) / nconn;
         c->m = mosquitto_new(NULL, true, c);
         mosquitto_int_option(c->m, MOSQ_OPT_SEND_MAXIMUM, 65535);
+        mosquitto_int_option(c->m, MOSQ_OPT_TCP_NODELAY, 1);
         mosquitto_connect_callback_set(c->m, on_connect);
         mosquitto_message_callback_set(c->m, on_message);
         mosquitto_subscribe_callback_set(c->m, on_subscribe);
