@@ -166,6 +166,28 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 /* }====== */
 
+/* Sets v[0..n) on conf. 0, or -1 with e set naming the property librdkafka refused. */
+static int set_props(rd_kafka_conf_t *conf, const prop *v, size_t n, eng_error *e) {
+    char errstr[512];
+    for (size_t i = 0; i < n; i++)
+        if (rd_kafka_conf_set(conf, v[i].name, v[i].value, errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+            return eng_error_set(e, 400, "InvalidRequestException",
+                                 "kafka action: clientProperties \"%s\" refused by librdkafka: "
+                                 "%s", v[i].name, errstr);
+    return 0;
+}
+
+int act_kafka_props_check(const cJSON *props, rd_kafka_conf_t *conf, eng_error *e) {
+    size_t n = 0;
+    prop *v = calloc(MAX_PROPS, sizeof *v);
+    int rc = v ? collect(props, v, &n, e) : eng_error_set(e, 500, "InternalException", "oom");
+    if (rc == 0 && conf)
+        rc = set_props(conf, v, n, e);
+    free(v);
+    return rc;
+}
+
 /* Builds the librdkafka configuration: the user's properties, then sluice's defaults and
  * callbacks. NULL with e set. */
 static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms, eng_error *e) {
@@ -175,15 +197,8 @@ static rd_kafka_conf_t *build_conf(const prop *v, size_t n, int *msg_timeout_ms,
         eng_error_set(e, 500, "InternalException", "out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (rd_kafka_conf_set(conf, v[i].name, v[i].value, errstr, sizeof errstr) !=
-            RD_KAFKA_CONF_OK) {
-            eng_error_set(e, 400, "InvalidRequestException",
-                          "kafka action: clientProperties \"%s\" refused by librdkafka: %s",
-                          v[i].name, errstr);
-            goto fail;
-        }
-    }
+    if (set_props(conf, v, n, e) != 0)
+        goto fail;
     /* acks and message.timeout.ms have aliases; either spelling counts as "set by the user". */
     const prop *acks = find(v, n, "acks");
     if (!acks)
