@@ -66,11 +66,24 @@ static uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+/* The trace id and newuuid() seed of a message whose identity is the 64 bits a (salt: a
+ * second input to the seed). */
+static void set_identity(eng_msg *m, uint64_t a, uint64_t salt) {
+    uint64_t b = mix64(a ^ 0x9e3779b97f4a7c15ull);
+    uuid_text(a, b, m->traceid);
+    m->uuid_seed = mix64(b + salt) | 1; /* never 0, which means "random" */
+}
+
 void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance) {
     m->seq = seq;
-    uint64_t a = mix64(instance ^ mix64(seq)), b = mix64(a ^ 0x9e3779b97f4a7c15ull);
-    uuid_text(a, b, m->traceid);
-    m->uuid_seed = mix64(b + seq) | 1; /* never 0, which means "random" */
+    set_identity(m, mix64(instance ^ mix64(seq)), seq);
+}
+
+void eng_msg_set_record(eng_msg *m, const char *topic, int32_t partition, int64_t offset) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits, of the Kafka topic name */
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    set_identity(m, mix64(mix64(h ^ (uint32_t)partition) ^ (uint64_t)offset), (uint64_t)offset);
 }
 
 int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action) {
@@ -177,6 +190,9 @@ uint32_t eng_topic_hash(const char *s, size_t n) {
 
 void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                  sql_message *out) {
+    /* traceid() is Undefined for messages that did not come over MQTT; Kafka records count as
+     * MQTT (they carry bridged MQTT traffic: topic and client id from their headers) */
+    int traced = m->source == ENG_SRC_MQTT || m->source == ENG_SRC_KAFKA;
     *out = (sql_message){.topic = m->topic,
                          .topic_len = m->topic_len,
                          .payload = m->payload,
@@ -184,8 +200,7 @@ void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                          .clientid = m->clientid,
                          .principal = m->principal,
                          .accountid = accountid,
-                         /* traceid() is Undefined for messages that did not come over MQTT */
-                         .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,
+                         .traceid = traced ? m->traceid : NULL,
                          .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
                          .rule_name = rule_name,
                          .props = &m->props};
