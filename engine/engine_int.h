@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sql.h"
 
@@ -98,6 +99,19 @@ typedef struct eng_config {
     int http_connect_timeout_ms; /* default 3000 */
     long long dlq_max_bytes;  /* dead-letter store bound, default 1 GiB */
     long long dlq_max_age_s;  /* records older than this are evicted, default 7 days */
+    /* the Kafka source (sources.kafka; ingest/kafka_source.c): on when kafka_topics is set */
+    char kafka_topics[2048];  /* comma-separated names (or ^regex patterns) */
+    char kafka_group_id[256]; /* default "sluice" */
+    char kafka_bootstrap[1024]; /* SLUICE_KAFKA_BOOTSTRAP_SERVERS: overrides the property */
+    char kafka_props[16384];  /* clientProperties as compact JSON text; "" none */
+    char kafka_topic_header[256];    /* default "mqtt_topic" */
+    char kafka_clientid_header[256]; /* default "clientid" */
+    char kafka_offset_reset[16];     /* "earliest" (default) or "latest" */
+    char kafka_assignment[32];       /* "cooperative-sticky" (default), "range", "roundrobin" */
+    int kafka_max_in_flight;  /* per partition: received and not yet stored, default 10000 */
+    int kafka_commit_interval_ms;    /* auto-commit of the stored offsets, default 1000 */
+    int kafka_session_timeout_ms;    /* default 45000 */
+    int kafka_drain_ms;       /* revocation and stop: wait for in-flight records, default 10000 */
 } eng_config;
 
 /* Defaults of DESIGN.md. Thread: any. */
@@ -107,13 +121,17 @@ void eng_config_defaults(eng_config *c);
  * "dataDir", "workers", "queueDepth", "adminToken", "logLevel", "republishMaxHops",
  * "accountId", "region", "actions": {"queueDepth", "retry": {"attempts", "baseMs", "maxMs",
  * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs"}},
- * "deadLetter": {"maxBytes", "maxAgeSeconds"}). Unknown keys are an error (typos must not pass silently). Returns 0
+ * "deadLetter": {"maxBytes", "maxAgeSeconds"}, "sources": {"kafka": {"topics": [...],
+ * "groupId", "clientProperties": {...}, "topicHeader", "clientIdHeader", "autoOffsetReset",
+ * "assignmentStrategy", "maxInFlightPerPartition", "commitIntervalMs", "sessionTimeoutMs",
+ * "drainMs"}}). Unknown keys are an error (typos must not pass silently). Returns 0
  * or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
 /* Overlays SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
  * SLUICE_ADMIN_TOKEN, SLUICE_LOG_LEVEL (and SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,
  * SLUICE_MQTT_CLIENT_ID, SLUICE_MQTT_SHARED_GROUP, SLUICE_MQTT_CA_FILE, SLUICE_MQTT_CERT_FILE,
- * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION). Returns 0 or -1 with a message in err. */
+ * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION, SLUICE_KAFKA_BOOTSTRAP_SERVERS,
+ * SLUICE_KAFKA_GROUP_ID, SLUICE_KAFKA_TOPICS). Returns 0 or -1 with a message in err. */
 int eng_config_apply_env(eng_config *c, char *err, size_t cap);
 
 /* Reads <data_dir>/instance-id, creating it (and the data dir) at the first start: sets
@@ -125,7 +143,7 @@ int eng_instance_load(eng_config *c, char *err, size_t cap);
 
 /* {====== metrics (metrics.c): counters read by GET /metrics */
 
-enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_COUNT_ };
+enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_KAFKA, ENG_SRC_COUNT_ };
 /* ENG_DROP_DLQ_WRITE: a message that failed and could not be written to the dead-letter store
  * either (disk full): the one way a message can be lost, so it is counted and logged. */
 enum { ENG_DROP_QUEUE_FULL, ENG_DROP_LOOP, ENG_DROP_TOO_LARGE, ENG_DROP_DLQ_WRITE,
@@ -225,6 +243,9 @@ void eng_msg_free(eng_msg *m);
 /* Sets m's journal sequence number and derives what a replay must reproduce from it and the
  * instance id: the trace id and the newuuid() seed. Thread: owner of m. */
 void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance);
+/* The same for a Kafka record, from (topic, partition, offset): a record delivered again gives
+ * the same trace id and newuuid() seed, whichever instance reads it. Thread: owner of m. */
+void eng_msg_set_record(eng_msg *m, const char *topic, int32_t partition, int64_t offset);
 /* 1 when (rule, revision, action) is in m's replay skip list. Thread: any. */
 int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action);
 /* FNV-1a of a topic: picks the worker, and the lane of each action, that a topic goes to (so
@@ -424,6 +445,30 @@ void eng_workers_free(eng_workers *ws);
 
 /* }====== */
 
+/* {====== the Kafka source (ingest/kafka_source.c) */
+
+typedef struct eng_kafka eng_kafka;
+
+/* A consumer in group cfg->kafka_group_id for cfg->kafka_topics, feeding ws; Kafka is its
+ * journal: a record's offset is stored for commit only once every record before it in its
+ * partition is finished (eng_msg.origin). NULL with e set on a configuration librdkafka or
+ * sluice refuses (clientProperties are checked like the Kafka action's), or when sluice was
+ * built without librdkafka. Thread: main. */
+eng_kafka *eng_kafka_new(const eng_config *cfg, eng_workers *ws, eng_error *e);
+/* Joins the group and starts reading, in its own thread. 0 or -1. Thread: main. */
+int eng_kafka_start(eng_kafka *k);
+/* Stops reading, waits (up to cfg->kafka_drain_ms) for the records in flight, commits their
+ * offsets synchronously and leaves the group. Call before the workers stop. NULL: no-op.
+ * Thread: main. */
+void eng_kafka_stop(eng_kafka *k);
+/* Frees; after the workers and every action pipeline, since a record still in flight tells
+ * its partition when it is done. NULL: no-op. Thread: main. */
+void eng_kafka_free(eng_kafka *k);
+/* The source's lines of GET /metrics (Prometheus text). Thread: any. */
+void eng_kafka_metrics(eng_kafka *k, FILE *f);
+
+/* }====== */
+
 /* {====== MQTT (mqtt.c): the input subscription and the output connection */
 
 typedef struct eng_mqtt eng_mqtt;
@@ -472,6 +517,7 @@ struct eng_env {
     eng_journal *journal;   /* NULL: ingest.journal=off */
     act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
+    eng_kafka *kafka;       /* NULL: no Kafka source */
     eng_workers *workers;
     eng_registry *registry;
 };

@@ -1,12 +1,14 @@
 /*
  * serve.c -- `sluice serve`: configuration and the data dir's identity, then the registry
  * (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
- * the replay of what the journal kept from before the last stop, the MQTT input, and the REST
- * API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
+ * the replay of what the journal kept from before the last stop, the MQTT input, the Kafka
+ * source (when sources.kafka names topics), and the REST API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
  * messages are processed ahead of anything new on their topic.
  *
  * Shutdown drains instead of dropping: stop reading MQTT (the PUBACKs of what was journaled go
- * out), stop the REST API (no new publishes), let the workers finish every queued message,
+ * out), stop the Kafka source (it waits for its records in flight, commits their offsets and
+ * leaves the group), stop the REST API (no new publishes), let the workers finish every queued
+ * message,
  * then drain every action pipeline (what cannot be delivered goes to the dead-letter store),
  * let the output connection send what is queued, close the journal (whatever is still
  * unfinished is replayed at the next start), and exit 0. Signals are blocked in every thread
@@ -104,9 +106,14 @@ int eng_serve_main(int argc, char **argv) {
     env.mqtt = eng_mqtt_new(&cfg, env.workers, env.journal);
     if (!env.mqtt)
         goto out;
+    if (cfg.kafka_topics[0] && !(env.kafka = eng_kafka_new(&cfg, env.workers, &e))) {
+        eng_log(ENG_LOG_ERROR, "kafka.config", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
     eng_registry_on_filters(env.registry, filters_changed, env.mqtt);
     if (eng_mqtt_start(env.mqtt) != 0 || eng_ingest_replay(&env) != 0 ||
-        eng_mqtt_start_input(env.mqtt) != 0)
+        eng_mqtt_start_input(env.mqtt) != 0 || eng_kafka_start(env.kafka) != 0)
         goto out;
     admin = eng_admin_start(&env, &e);
     if (!admin) {
@@ -132,12 +139,14 @@ int eng_serve_main(int argc, char **argv) {
         act_dlq_expire(env.dlq);
     }
     eng_mqtt_stop_input(env.mqtt);
+    eng_kafka_stop(env.kafka);
     eng_admin_stop(admin);
     admin = NULL;
     eng_workers_stop(env.workers);
     rc = 0;
 out:
     eng_admin_stop(admin);
+    eng_kafka_stop(env.kafka);
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
     /* freeing the rules drains every action pipeline; republish still needs the broker
@@ -145,6 +154,7 @@ out:
     eng_registry_free(env.registry);
     eng_mqtt_free(env.mqtt);
     eng_workers_free(env.workers);
+    eng_kafka_free(env.kafka); /* after every record it handed out was released */
     eng_journal_close(env.journal);
     act_dlq_close(env.dlq);
     if (rc == 0)
