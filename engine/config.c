@@ -398,6 +398,9 @@ static int kafka_source_section(eng_config *c, const cJSON *m, char *err, size_t
         else if (!strcmp(k, "maxInFlightPerPartition"))
             rc = set_int(&c->kafka_max_in_flight, v, "sources.kafka.maxInFlightPerPartition", 1,
                          1 << 24, err, cap);
+        else if (!strcmp(k, "maxInFlight"))
+            rc = set_int(&c->kafka_max_in_flight_total, v, "sources.kafka.maxInFlight", 1,
+                         1 << 24, err, cap);
         else if (!strcmp(k, "commitIntervalMs"))
             rc = set_int(&c->kafka_commit_interval_ms, v, "sources.kafka.commitIntervalMs", 10,
                          3600000, err, cap);

@@ -109,6 +109,9 @@ typedef struct eng_config {
     char kafka_offset_reset[16];     /* "earliest" (default) or "latest" */
     char kafka_assignment[32];       /* "cooperative-sticky" (default), "range", "roundrobin" */
     int kafka_max_in_flight;  /* per partition: received and not yet stored, default 10000 */
+    int kafka_max_in_flight_total; /* all partitions: received and not finished; 0 (default):
+                                      half of action_queue_depth, so that the source alone never
+                                      overflows an action's lane */
     int kafka_commit_interval_ms;    /* auto-commit of the stored offsets, default 1000 */
     int kafka_session_timeout_ms;    /* default 45000 */
     int kafka_drain_ms;       /* revocation and stop: wait for in-flight records, default 10000 */
@@ -123,9 +126,9 @@ void eng_config_defaults(eng_config *c);
  * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs"}},
  * "deadLetter": {"maxBytes", "maxAgeSeconds"}, "sources": {"kafka": {"topics": [...],
  * "groupId", "clientProperties": {...}, "topicHeader", "clientIdHeader", "autoOffsetReset",
- * "assignmentStrategy", "maxInFlightPerPartition", "commitIntervalMs", "sessionTimeoutMs",
- * "drainMs"}}). Unknown keys are an error (typos must not pass silently). Returns 0
- * or -1 with a message in err. */
+ * "assignmentStrategy", "maxInFlightPerPartition", "maxInFlight", "commitIntervalMs",
+ * "sessionTimeoutMs", "drainMs"}}). Unknown keys are an error (typos must not pass silently).
+ * Returns 0 or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
 /* Overlays SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
  * SLUICE_ADMIN_TOKEN, SLUICE_LOG_LEVEL (and SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,

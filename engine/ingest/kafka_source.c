@@ -20,10 +20,13 @@
  *
  * Back-pressure: a partition with maxInFlightPerPartition records received but not yet stored
  * is paused (rd_kafka_pause_partitions: fetching stops and its prefetched records are dropped,
- * to be fetched again) and resumed at half that. When a worker queue reaches its bound the
- * poll thread first waits up to SAT_GRACE_MS for room without polling, because a pause throws
- * the prefetch away and a short stall costs less; past that it pauses every partition and keeps
- * polling (max.poll.interval.ms, rebalances) until eng_workers_saturated() clears.
+ * to be fetched again) and resumed at half that. Every partition is paused while maxInFlight
+ * records in all are unfinished (by default half an action lane's bound: an action's queue
+ * that overflows sends messages down the failure path, which a source that can wait must not
+ * cause), and resumed at half. When a worker queue reaches its bound the poll thread first
+ * waits up to SAT_GRACE_MS for room without polling, because a pause throws the prefetch away
+ * and a short stall costs less; past that it pauses every partition too. While paused it keeps
+ * polling (max.poll.interval.ms, rebalances).
  *
  * Rebalances (cooperative-sticky by default, with incremental assign and unassign; range and
  * roundrobin use the eager calls): on revocation the poll thread hands over what it has
@@ -62,13 +65,14 @@
 #define COMMIT_TRIES 3     /* synchronous commits at revocation */
 
 enum { ST_FLIGHT = 0, ST_DONE = 1, ST_KEPT = 2 };
-enum { PAUSE_OWN = 1, PAUSE_WORKERS = 2 }; /* kpart.paused bits */
+enum { PAUSE_OWN = 1, PAUSE_ALL = 2 }; /* kpart.paused bits: its own bound; the source's */
 
 typedef struct kpart kpart;
 
 /* One assignment of one partition. */
 struct kpart {
     eng_origin origin;       /* {on_done, this}: the origin of its records */
+    _Atomic uint64_t *total; /* the source's count of records in flight */
     char *topic;
     int32_t partition;
     pthread_mutex_t mu;
@@ -93,7 +97,8 @@ struct eng_kafka {
     const eng_config *cfg;
     eng_workers *ws;
     rd_kafka_t *rk;
-    size_t max_in_flight;
+    size_t max_in_flight, max_total;
+    _Atomic uint64_t inflight; /* records in flight, all partitions */
     pthread_t th;
     int started;
     _Atomic int stop;
@@ -105,10 +110,13 @@ struct eng_kafka {
     eng_msg *chead, *ctail;  /* polled, not yet handed to the workers */
     size_t cn;
     int sat;                 /* every partition paused: the workers are saturated */
+    int hold;                /* every partition paused: max_total records in flight */
     int64_t last_maint_ms, warn_ms;
     _Atomic uint64_t st_commits, st_commit_errors, st_pauses, st_rebalances, st_lost,
         st_drain_timeouts, st_bad_headers;
 };
+
+static void maintain(eng_kafka *k, int force);
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -212,6 +220,7 @@ static void on_done(void *ud, eng_msg *m) {
         pthread_cond_broadcast(&kp->idle);
     int last = idle && kp->detached;
     pthread_mutex_unlock(&kp->mu);
+    atomic_fetch_sub_explicit(kp->total, 1, memory_order_relaxed);
     if (keep)
         eng_log(ENG_LOG_WARN, "kafka.kept", "%s [%d]: a record on %s was not finished durably: "
                 "its offset is not committed, it is read again after a restart or rebalance",
@@ -344,6 +353,9 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
         k->ctail = m;
         k->cn++;
         atomic_fetch_add_explicit(&kp->records, 1, memory_order_relaxed);
+        if (atomic_fetch_add_explicit(&k->inflight, 1, memory_order_relaxed) + 1 >= k->max_total &&
+            !k->hold)
+            maintain(k, 1);
     }
     int p = atomic_load(&kp->paused);
     if (full && !(p & PAUSE_OWN)) {
@@ -357,8 +369,6 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
 /* }====== */
 
 /* {====== storing offsets, pausing, resuming */
-
-static void maintain(eng_kafka *k, int force);
 
 /* Hands the chain to the workers. With wait, a full queue is waited out for SAT_GRACE_MS,
  * then every partition is paused. Poll thread. */
@@ -390,6 +400,11 @@ static void maintain(eng_kafka *k, int force) {
     k->last_maint_ms = now;
     if (k->sat && !eng_workers_saturated(k->ws))
         k->sat = 0;
+    uint64_t total = atomic_load_explicit(&k->inflight, memory_order_relaxed);
+    if (!k->hold && total >= k->max_total)
+        k->hold = 1;
+    else if (k->hold && total <= k->max_total / 2)
+        k->hold = 0;
     rd_kafka_topic_partition_list_t *store = NULL, *pause = NULL, *resume = NULL;
     for (size_t i = 0; i < k->nparts; i++) {
         kpart *kp = k->parts[i];
@@ -407,8 +422,8 @@ static void maintain(eng_kafka *k, int force) {
             want |= PAUSE_OWN;
         else if (unstored <= k->max_in_flight / 2)
             want &= ~PAUSE_OWN;
-        if (k->sat)
-            want |= PAUSE_WORKERS;
+        if (k->sat || k->hold)
+            want |= PAUSE_ALL;
         if (want & ~p)
             atomic_fetch_add_explicit(&k->st_pauses, 1, memory_order_relaxed);
         if (!p && want)
@@ -534,6 +549,7 @@ static void assign(eng_kafka *k, const rd_kafka_topic_partition_list_t *parts) {
         int ok = kp && k->nparts < k->pcap;
         if (ok) {
             kp->origin = (eng_origin){on_done, kp};
+            kp->total = &k->inflight;
             k->parts[k->nparts++] = kp;
         }
         pthread_mutex_unlock(&k->amu);
@@ -624,7 +640,8 @@ static void *poll_main(void *arg) {
         maintain(k, 0);
         if (k->sat)
             eng_workers_wait_room(k->ws, 20);
-        rd_kafka_message_t *r = rd_kafka_consumer_poll(k->rk, k->sat ? 0 : 100);
+        /* paused: poll briefly, so that resuming follows the drain closely */
+        rd_kafka_message_t *r = rd_kafka_consumer_poll(k->rk, k->sat ? 0 : k->hold ? 10 : 100);
         while (r) {
             if (!r->err)
                 take_record(k, r);
@@ -758,6 +775,9 @@ eng_kafka *eng_kafka_new(const eng_config *cfg, eng_workers *ws, eng_error *e) {
     k->cfg = cfg;
     k->ws = ws;
     k->max_in_flight = (size_t)(cfg->kafka_max_in_flight > 0 ? cfg->kafka_max_in_flight : 1);
+    k->max_total = cfg->kafka_max_in_flight_total > 0 ? (size_t)cfg->kafka_max_in_flight_total
+                   : cfg->action_queue_depth > 1      ? (size_t)cfg->action_queue_depth / 2
+                                                      : 1;
     k->warn_ms = -1000;
     pthread_mutex_init(&k->amu, NULL);
     char errstr[512];
@@ -868,6 +888,10 @@ void eng_kafka_metrics(eng_kafka *k, FILE *f) {
                 (unsigned long long)atomic_load(&k->parts[i]->records));
     size_t nparts = k->nparts;
     pthread_mutex_unlock(&k->amu);
+    fprintf(f, "# HELP sluice_kafka_in_flight_records Records received and not finished, all "
+               "partitions (every one is paused at sources.kafka.maxInFlight).\n"
+               "# TYPE sluice_kafka_in_flight_records gauge\nsluice_kafka_in_flight_records %llu\n",
+            (unsigned long long)atomic_load(&k->inflight));
     fprintf(f, "# TYPE sluice_kafka_partitions gauge\nsluice_kafka_partitions %zu\n"
                "# TYPE sluice_kafka_paused_partitions gauge\nsluice_kafka_paused_partitions %llu\n"
                "# HELP sluice_kafka_kept_records Records finished without a durable outcome: "
