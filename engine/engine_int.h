@@ -448,7 +448,32 @@ void eng_workers_free(eng_workers *ws);
 
 /* }====== */
 
-/* {====== the Kafka source (ingest/kafka_source.c) */
+/* {====== the Kafka source (ingest/kafka_source.c, ingest/prefix.c) */
+
+/* The finished prefix of one partition's records: records are pushed in partition order and
+ * finish in any order; `next` is one past the last record of the longest run of finished
+ * records from the first, the offset that may be committed. Not locked: the caller
+ * serializes. */
+typedef struct eng_prefix {
+    int64_t *off;        /* ring: each record's offset ... */
+    uint8_t *st;         /* ... and state */
+    uint64_t mask;       /* ring capacity - 1 (a power of two) */
+    uint64_t head, tail; /* ring indexes: [head, tail) pushed and not behind the prefix */
+    uint64_t inflight;   /* pushed, not done */
+    uint64_t kept;       /* finished without a durable outcome: the prefix stops at the first */
+    int64_t next;        /* the offset that may be committed; -1: none yet */
+    int stuck;           /* a push failed (OOM): next never moves again */
+} eng_prefix;
+
+/* An empty prefix with room for cap_hint records before it grows. 0, or -1 on OOM. */
+int eng__prefix_init(eng_prefix *t, size_t cap_hint);
+void eng__prefix_deinit(eng_prefix *t);
+/* Lists the partition's next record, at offset (kept: a record that could not even be
+ * processed, so that the prefix stops before it). Returns its index, which its message
+ * carries to eng__prefix_done(), or UINT64_MAX on OOM (the prefix is then stuck). */
+uint64_t eng__prefix_push(eng_prefix *t, int64_t offset, int kept);
+/* Record i is finished; kept: without a durable outcome. */
+void eng__prefix_done(eng_prefix *t, uint64_t i, int kept);
 
 typedef struct eng_kafka eng_kafka;
 

@@ -2,15 +2,15 @@
  * serve.c -- `sluice serve`: configuration and the data dir's identity, then the registry
  * (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
  * the replay of what the journal kept from before the last stop, the MQTT input, the Kafka
- * source (when sources.kafka names topics), and the REST API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
- * messages are processed ahead of anything new on their topic.
+ * source (when sources.kafka names topics), and the REST API; then wait for SIGTERM or SIGINT.
+ * The replay runs before the input connects, so replayed messages are processed ahead of
+ * anything new on their topic.
  *
  * Shutdown drains instead of dropping: stop reading MQTT (the PUBACKs of what was journaled go
  * out), stop the Kafka source (it waits for its records in flight, commits their offsets and
  * leaves the group), stop the REST API (no new publishes), let the workers finish every queued
- * message,
- * then drain every action pipeline (what cannot be delivered goes to the dead-letter store),
- * let the output connection send what is queued, close the journal (whatever is still
+ * message, then drain every action pipeline (what cannot be delivered goes to the dead-letter
+ * store), let the output connection send what is queued, close the journal (whatever is still
  * unfinished is replayed at the next start), and exit 0. Signals are blocked in every thread
  * and taken by the main thread with sigtimedwait(), which also gives it a once-a-second tick
  * to free old rule snapshots.

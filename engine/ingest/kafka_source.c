@@ -10,13 +10,11 @@
  * is not finished, so a crash, a kill -9 or a rebalance costs duplicates (what came after the
  * last commit), never a loss.
  *
- * Tracking: per assignment of a partition, a ring of the offsets handed out, in order, with a
- * state byte each (in flight, finished, kept). A message's tag is its index in that ring rather
- * than its offset, because offsets have gaps (transaction markers, compaction). A message
- * released with `keep` set (an outcome that could not be made durable) stops the prefix:
- * nothing after it is stored, so it comes back after a restart or a rebalance. done() runs on
- * whichever thread releases last, under the partition's own mutex, and costs O(1) plus the
- * records the prefix advances over.
+ * Tracking: per assignment of a partition, an eng_prefix (prefix.c) under the partition's own
+ * mutex; a message's tag is its record's index there. A message released with `keep` set (an
+ * outcome that could not be made durable) stops the prefix: nothing after it is stored, so it
+ * comes back after a restart or a rebalance. done() runs on whichever thread releases last and
+ * costs O(1) plus the records the prefix advances over.
  *
  * Back-pressure: a partition with maxInFlightPerPartition records received but not yet stored
  * is paused (rd_kafka_pause_partitions: fetching stops and its prefetched records are dropped,
@@ -64,7 +62,6 @@
 #define CLIENTID_MAX 1024  /* longer clientid headers are ignored */
 #define COMMIT_TRIES 3     /* synchronous commits at revocation */
 
-enum { ST_FLIGHT = 0, ST_DONE = 1, ST_KEPT = 2 };
 enum { PAUSE_OWN = 1, PAUSE_ALL = 2 }; /* kpart.paused bits: its own bound; the source's */
 
 typedef struct kpart kpart;
@@ -76,17 +73,9 @@ struct kpart {
     char *topic;
     int32_t partition;
     pthread_mutex_t mu;
-    pthread_cond_t idle;     /* broadcast when inflight drops to 0 while draining */
-    /* guarded by mu */
-    int64_t *off;            /* ring of the offsets handed out ... */
-    uint8_t *st;             /* ... and their ST_* */
-    uint64_t mask;           /* ring capacity - 1 (a power of two) */
-    uint64_t head, tail;     /* ring indexes: [head, tail) received, not yet behind the prefix */
-    uint64_t inflight;       /* received, not finished */
-    uint64_t kept;           /* finished without a durable outcome */
-    int64_t next;            /* every record below this offset is finished; -1: none yet */
-    int stuck;               /* a record could not be tracked: the prefix stays where it is */
-    int draining, detached;
+    pthread_cond_t idle;     /* broadcast when pf.inflight drops to 0 while draining */
+    eng_prefix pf;           /* guarded by mu */
+    int draining, detached;  /* guarded by mu */
     /* written by the poll thread only */
     int64_t stored;          /* last offset given to rd_kafka_offsets_store(); -1: none */
     _Atomic int paused;      /* PAUSE_* bits */
@@ -137,21 +126,14 @@ static int warn_now(eng_kafka *k) {
 
 static kpart *kpart_new(const char *topic, int32_t partition, size_t cap_hint) {
     kpart *kp = calloc(1, sizeof *kp);
-    size_t cap = 64;
-    while (cap < cap_hint && cap < 4096)
-        cap *= 2;
-    if (!kp || !(kp->topic = strdup(topic)) || !(kp->off = malloc(cap * sizeof *kp->off)) ||
-        !(kp->st = malloc(cap))) {
-        if (kp) {
+    if (!kp || !(kp->topic = strdup(topic)) || eng__prefix_init(&kp->pf, cap_hint) != 0) {
+        if (kp)
             free(kp->topic);
-            free(kp->off);
-        }
         free(kp);
         return NULL;
     }
     kp->partition = partition;
-    kp->mask = cap - 1;
-    kp->next = kp->stored = -1;
+    kp->stored = -1;
     pthread_mutex_init(&kp->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -164,46 +146,9 @@ static kpart *kpart_new(const char *topic, int32_t partition, size_t cap_hint) {
 static void kpart_free(kpart *kp) {
     pthread_mutex_destroy(&kp->mu);
     pthread_cond_destroy(&kp->idle);
+    eng__prefix_deinit(&kp->pf);
     free(kp->topic);
-    free(kp->off);
-    free(kp->st);
     free(kp);
-}
-
-/* Appends offset with state st to the ring, doubling it when full. The ring index, or
- * UINT64_MAX on OOM. Called with kp->mu held. */
-static uint64_t ring_push(kpart *kp, int64_t offset, uint8_t st) {
-    if (kp->tail - kp->head > kp->mask) {
-        uint64_t cap = (kp->mask + 1) * 2, mask = cap - 1;
-        int64_t *off = malloc(cap * sizeof *off);
-        uint8_t *s = malloc(cap);
-        if (!off || !s) {
-            free(off);
-            free(s);
-            return UINT64_MAX;
-        }
-        for (uint64_t i = kp->head; i < kp->tail; i++) {
-            off[i & mask] = kp->off[i & kp->mask];
-            s[i & mask] = kp->st[i & kp->mask];
-        }
-        free(kp->off);
-        free(kp->st);
-        kp->off = off;
-        kp->st = s;
-        kp->mask = mask;
-    }
-    uint64_t i = kp->tail++;
-    kp->off[i & kp->mask] = offset;
-    kp->st[i & kp->mask] = st;
-    return i;
-}
-
-/* Moves the prefix over the finished records at the head. Called with kp->mu held. */
-static void advance(kpart *kp) {
-    while (!kp->stuck && kp->head < kp->tail && kp->st[kp->head & kp->mask] == ST_DONE) {
-        kp->next = kp->off[kp->head & kp->mask] + 1;
-        kp->head++;
-    }
 }
 
 /* The origin's done(): the last reference to one of kp's records was released. */
@@ -211,11 +156,8 @@ static void on_done(void *ud, eng_msg *m) {
     kpart *kp = ud;
     int keep = atomic_load_explicit(&m->keep, memory_order_acquire);
     pthread_mutex_lock(&kp->mu);
-    kp->st[m->tag & kp->mask] = keep ? ST_KEPT : ST_DONE;
-    kp->kept += keep != 0;
-    if (m->tag == kp->head)
-        advance(kp);
-    int idle = --kp->inflight == 0;
+    eng__prefix_done(&kp->pf, m->tag, keep);
+    int idle = kp->pf.inflight == 0;
     if (idle && kp->draining)
         pthread_cond_broadcast(&kp->idle);
     int last = idle && kp->detached;
@@ -329,14 +271,8 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
     eng_msg *m = record_msg(k, r, ktopic);
     pthread_mutex_lock(&kp->mu);
     /* a message that cannot be built is kept: the prefix stops before it */
-    uint64_t i = ring_push(kp, r->offset, m ? ST_FLIGHT : ST_KEPT);
-    if (i == UINT64_MAX)
-        kp->stuck = 1; /* not even tracked: nothing after it may be stored */
-    else if (m)
-        kp->inflight++;
-    else
-        kp->kept++;
-    int full = kp->tail - kp->head >= k->max_in_flight || kp->stuck;
+    uint64_t i = eng__prefix_push(&kp->pf, r->offset, m == NULL);
+    int full = kp->pf.tail - kp->pf.head >= k->max_in_flight || kp->pf.stuck;
     pthread_mutex_unlock(&kp->mu);
     if (!m || i == UINT64_MAX) {
         eng_log(ENG_LOG_ERROR, "kafka.oom", "%s [%d] offset %lld: out of memory: the record "
@@ -353,9 +289,9 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
         k->ctail = m;
         k->cn++;
         atomic_fetch_add_explicit(&kp->records, 1, memory_order_relaxed);
-        if (atomic_fetch_add_explicit(&k->inflight, 1, memory_order_relaxed) + 1 >= k->max_total &&
-            !k->hold)
-            maintain(k, 1);
+        uint64_t total = atomic_fetch_add_explicit(&k->inflight, 1, memory_order_relaxed) + 1;
+        if (total >= k->max_total && !k->hold)
+            maintain(k, 1); /* pauses every partition */
     }
     int p = atomic_load(&kp->paused);
     if (full && !(p & PAUSE_OWN)) {
@@ -409,9 +345,9 @@ static void maintain(eng_kafka *k, int force) {
     for (size_t i = 0; i < k->nparts; i++) {
         kpart *kp = k->parts[i];
         pthread_mutex_lock(&kp->mu);
-        int64_t next = kp->next;
-        uint64_t unstored = kp->tail - kp->head;
-        int stuck = kp->stuck;
+        int64_t next = kp->pf.next;
+        uint64_t unstored = kp->pf.tail - kp->pf.head;
+        int stuck = kp->pf.stuck;
         pthread_mutex_unlock(&kp->mu);
         if (next > kp->stored) {
             list_add(&store, kp, next);
@@ -494,12 +430,11 @@ static void revoke(eng_kafka *k, const rd_kafka_topic_partition_list_t *parts, i
         kpart *kp = v[i];
         pthread_mutex_lock(&kp->mu);
         kp->draining = 1;
-        while (kp->inflight && pthread_cond_timedwait(&kp->idle, &kp->mu, &dl) != ETIMEDOUT)
+        while (kp->pf.inflight && pthread_cond_timedwait(&kp->idle, &kp->mu, &dl) != ETIMEDOUT)
             ;
-        advance(kp);
-        left += kp->inflight;
-        if (kp->next >= 0)
-            list_add(&offs, kp, kp->next);
+        left += kp->pf.inflight;
+        if (kp->pf.next >= 0)
+            list_add(&offs, kp, kp->pf.next);
         pthread_mutex_unlock(&kp->mu);
         /* a paused partition would stay paused in librdkafka when it comes back */
         if (atomic_load(&kp->paused))
@@ -522,7 +457,7 @@ static void revoke(eng_kafka *k, const rd_kafka_topic_partition_list_t *parts, i
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&v[i]->mu);
         v[i]->detached = 1;
-        int now = v[i]->inflight == 0;
+        int now = v[i]->pf.inflight == 0;
         pthread_mutex_unlock(&v[i]->mu);
         if (now)
             kpart_free(v[i]);
@@ -855,8 +790,8 @@ void eng_kafka_metrics(eng_kafka *k, FILE *f) {
     for (size_t i = 0; i < k->nparts; i++) {
         kpart *kp = k->parts[i];
         pthread_mutex_lock(&kp->mu);
-        uint64_t n = kp->inflight;
-        kept += kp->kept;
+        uint64_t n = kp->pf.inflight;
+        kept += kp->pf.kept;
         pthread_mutex_unlock(&kp->mu);
         fprintf(f, "sluice_kafka_in_flight{topic=\"%s\",partition=\"%d\"} %llu\n", kp->topic,
                 (int)kp->partition, (unsigned long long)n);
@@ -867,7 +802,7 @@ void eng_kafka_metrics(eng_kafka *k, FILE *f) {
     for (size_t i = 0; i < k->nparts; i++) {
         kpart *kp = k->parts[i];
         pthread_mutex_lock(&kp->mu);
-        uint64_t n = kp->tail - kp->head;
+        uint64_t n = kp->pf.tail - kp->pf.head;
         pthread_mutex_unlock(&kp->mu);
         fprintf(f, "sluice_kafka_unstored{topic=\"%s\",partition=\"%d\"} %llu\n", kp->topic,
                 (int)kp->partition, (unsigned long long)n);
