@@ -18,13 +18,13 @@
  *
  * Back-pressure: a partition with maxInFlightPerPartition records received but not yet stored
  * is paused (rd_kafka_pause_partitions: fetching stops and its prefetched records are dropped,
- * to be fetched again) and resumed at half that. Every partition is paused while maxInFlight
- * records in all are unfinished (by default half an action lane's bound: an action's queue
- * that overflows sends messages down the failure path, which a source that can wait must not
- * cause), and resumed at half. When a worker queue reaches its bound the poll thread first
- * waits up to SAT_GRACE_MS for room without polling, because a pause throws the prefetch away
- * and a short stall costs less; past that it pauses every partition too. While paused it keeps
- * polling (max.poll.interval.ms, rebalances).
+ * to be fetched again) and resumed at half that. The source as a whole stops when a worker
+ * queue reaches its bound, or when maxInFlight records in all are unfinished (by default half
+ * an action lane's bound: an action queue that overflows sends messages down the failure path,
+ * which a source that can wait must not cause). It first waits up to STALL_MS for that to
+ * clear without polling, because a pause throws the prefetch away and a short stall costs
+ * less; past that it pauses every partition and keeps polling (max.poll.interval.ms,
+ * rebalances) until the workers have room and half the records in flight have finished.
  *
  * Rebalances (cooperative-sticky by default, with incremental assign and unassign; range and
  * roundrobin use the eager calls): on revocation the poll thread hands over what it has
@@ -58,7 +58,7 @@
 
 #define BATCH_MAX 1024     /* records handed to the workers at once */
 #define STORE_MS 10        /* how often finished prefixes are stored and pauses reviewed */
-#define SAT_GRACE_MS 200   /* saturated workers: wait this long before pausing everything */
+#define STALL_MS 500       /* the source is full: wait this long before pausing everything */
 #define CLIENTID_MAX 1024  /* longer clientid headers are ignored */
 #define COMMIT_TRIES 3     /* synchronous commits at revocation */
 
@@ -98,8 +98,8 @@ struct eng_kafka {
     kpart *last;             /* the partition of the previous record */
     eng_msg *chead, *ctail;  /* polled, not yet handed to the workers */
     size_t cn;
-    int sat;                 /* every partition paused: the workers are saturated */
-    int hold;                /* every partition paused: max_total records in flight */
+    int sat;                 /* every partition paused: the workers were saturated ... */
+    int hold;                /* ... or max_total records were in flight */
     int64_t last_maint_ms, warn_ms;
     _Atomic uint64_t st_commits, st_commit_errors, st_pauses, st_rebalances, st_lost,
         st_drain_timeouts, st_bad_headers;
@@ -289,9 +289,7 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
         k->ctail = m;
         k->cn++;
         atomic_fetch_add_explicit(&kp->records, 1, memory_order_relaxed);
-        uint64_t total = atomic_fetch_add_explicit(&k->inflight, 1, memory_order_relaxed) + 1;
-        if (total >= k->max_total && !k->hold)
-            maintain(k, 1); /* pauses every partition */
+        atomic_fetch_add_explicit(&k->inflight, 1, memory_order_relaxed);
     }
     int p = atomic_load(&kp->paused);
     if (full && !(p & PAUSE_OWN)) {
@@ -306,19 +304,43 @@ static void take_record(eng_kafka *k, const rd_kafka_message_t *r) {
 
 /* {====== storing offsets, pausing, resuming */
 
-/* Hands the chain to the workers. With wait, a full queue is waited out for SAT_GRACE_MS,
- * then every partition is paused. Poll thread. */
-static void flush(eng_kafka *k, int wait) {
-    if (!k->chead)
-        return;
-    eng_msg *list = k->chead;
-    k->chead = k->ctail = NULL;
-    k->cn = 0;
-    if (eng_workers_submit_batch_take(k->ws, list) == 1 && wait && !k->sat &&
-        eng_workers_wait_room(k->ws, SAT_GRACE_MS) != 0) {
-        k->sat = 1;
-        maintain(k, 1);
+static int over_total(eng_kafka *k) {
+    return atomic_load_explicit(&k->inflight, memory_order_relaxed) >= k->max_total;
+}
+
+/* The source is full (saturated workers, max_total records in flight): waits up to STALL_MS
+ * for room, then pauses every partition. Poll thread. */
+static void stall(eng_kafka *k) {
+    int64_t end = mono_ms() + STALL_MS;
+    for (;;) {
+        int sat = eng_workers_saturated(k->ws), over = over_total(k);
+        if (!sat && !over)
+            return;
+        if (mono_ms() >= end || atomic_load(&k->stop)) {
+            k->sat = sat;
+            k->hold = over;
+            maintain(k, 1);
+            return;
+        }
+        if (sat) {
+            eng_workers_wait_room(k->ws, 5);
+        } else {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
     }
+}
+
+/* Hands the chain to the workers; with wait, a full source stalls (stall()). Poll thread. */
+static void flush(eng_kafka *k, int wait) {
+    if (k->chead) {
+        eng_msg *list = k->chead;
+        k->chead = k->ctail = NULL;
+        k->cn = 0;
+        eng_workers_submit_batch_take(k->ws, list);
+    }
+    if (wait && !k->sat && !k->hold && (eng_workers_saturated(k->ws) || over_total(k)))
+        stall(k);
 }
 
 static void list_add(rd_kafka_topic_partition_list_t **l, const kpart *kp, int64_t offset) {
@@ -336,10 +358,7 @@ static void maintain(eng_kafka *k, int force) {
     k->last_maint_ms = now;
     if (k->sat && !eng_workers_saturated(k->ws))
         k->sat = 0;
-    uint64_t total = atomic_load_explicit(&k->inflight, memory_order_relaxed);
-    if (!k->hold && total >= k->max_total)
-        k->hold = 1;
-    else if (k->hold && total <= k->max_total / 2)
+    if (k->hold && atomic_load_explicit(&k->inflight, memory_order_relaxed) <= k->max_total / 2)
         k->hold = 0;
     rd_kafka_topic_partition_list_t *store = NULL, *pause = NULL, *resume = NULL;
     for (size_t i = 0; i < k->nparts; i++) {
@@ -574,7 +593,7 @@ static void *poll_main(void *arg) {
     while (!atomic_load(&k->stop)) {
         maintain(k, 0);
         if (k->sat)
-            eng_workers_wait_room(k->ws, 20);
+            eng_workers_wait_room(k->ws, 10);
         /* paused: poll briefly, so that resuming follows the drain closely */
         rd_kafka_message_t *r = rd_kafka_consumer_poll(k->rk, k->sat ? 0 : k->hold ? 10 : 100);
         while (r) {
@@ -585,7 +604,7 @@ static void *poll_main(void *arg) {
                         r->rkt ? rd_kafka_topic_name(r->rkt) : "-", (int)r->partition,
                         rd_kafka_message_errstr(r));
             rd_kafka_message_destroy(r);
-            if (k->cn >= BATCH_MAX || atomic_load(&k->stop))
+            if (k->cn >= BATCH_MAX || over_total(k) || atomic_load(&k->stop))
                 break;
             r = rd_kafka_consumer_poll(k->rk, 0);
         }
