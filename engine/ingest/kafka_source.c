@@ -184,6 +184,16 @@ static kpart *find_part(eng_kafka *k, const char *topic, int32_t partition) {
     return NULL;
 }
 
+/* Leaves kp to its records in flight: the last one frees it. */
+static void detach(kpart *kp) {
+    pthread_mutex_lock(&kp->mu);
+    kp->detached = 1;
+    int now = kp->pf.inflight == 0;
+    pthread_mutex_unlock(&kp->mu);
+    if (now)
+        kpart_free(kp);
+}
+
 /* Removes kp from the table. Poll thread. */
 static void table_remove(eng_kafka *k, kpart *kp) {
     pthread_mutex_lock(&k->amu);
@@ -430,15 +440,19 @@ static void commit_sync(eng_kafka *k, rd_kafka_topic_partition_list_t *offs, int
 static void revoke(eng_kafka *k, const rd_kafka_topic_partition_list_t *parts, int lost) {
     kpart **v = calloc((size_t)parts->cnt + 1, sizeof *v);
     size_t n = 0;
-    for (int i = 0; v && i < parts->cnt; i++) {
+    for (int i = 0; i < parts->cnt; i++) {
         kpart *kp = find_part(k, parts->elems[i].topic, parts->elems[i].partition);
         if (kp) {
             table_remove(k, kp);
-            v[n++] = kp;
+            if (v)
+                v[n++] = kp;
+            else /* out of memory: no drain and no commit, the next owner reads it again */
+                detach(kp);
         }
     }
-    if (!v) { /* cannot even list them: the safe side is to leave everything uncommitted */
-        eng_log(ENG_LOG_ERROR, "kafka.oom", "out of memory revoking partitions");
+    if (!v) {
+        eng_log(ENG_LOG_ERROR, "kafka.oom", "out of memory revoking partitions: nothing "
+                "committed");
         return;
     }
     int64_t deadline = mono_ms() + k->cfg->kafka_drain_ms;
@@ -473,14 +487,8 @@ static void revoke(eng_kafka *k, const rd_kafka_topic_partition_list_t *parts, i
     }
     if (offs)
         rd_kafka_topic_partition_list_destroy(offs);
-    for (size_t i = 0; i < n; i++) {
-        pthread_mutex_lock(&v[i]->mu);
-        v[i]->detached = 1;
-        int now = v[i]->pf.inflight == 0;
-        pthread_mutex_unlock(&v[i]->mu);
-        if (now)
-            kpart_free(v[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+        detach(v[i]);
     free(v);
 }
 
