@@ -465,7 +465,8 @@ typedef struct eng_prefix {
     int stuck;           /* a push failed (OOM): next never moves again */
 } eng_prefix;
 
-/* An empty prefix with room for cap_hint records before it grows. 0, or -1 on OOM. */
+/* An empty prefix with room for cap_hint records before it grows. 0, or -1 on OOM.
+ * Thread: any (push and done under the lock that guards the prefix). */
 int eng__prefix_init(eng_prefix *t, size_t cap_hint);
 void eng__prefix_deinit(eng_prefix *t);
 /* Lists the partition's next record, at offset (kept: a record that could not even be
