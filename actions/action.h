@@ -460,4 +460,17 @@ void act_dlq_stats_get(act_dlq *d, act_dlq_stats *out);
 
 /* }====== */
 
+/* {====== Kafka clientProperties (kafka/kafka_conf.c), also used by the Kafka source */
+
+struct rd_kafka_conf_s;
+/* Checks a "clientProperties" object as the Kafka action does (what sluice refuses, value
+ * types and lengths, bootstrap.servers present, files only beneath host's certDir; consumer
+ * settings allowed too, as this is for the Kafka source) and, with
+ * conf, sets each property on it (a property librdkafka refuses is an error naming it). 0, or
+ * -1 with e set; messages start with "kafka action: ". Thread: any. */
+int act_kafka_props_check(const cJSON *props, const eng_host *host, struct rd_kafka_conf_s *conf,
+                          eng_error *e);
+
+/* }====== */
+
 #endif

@@ -51,6 +51,7 @@ typedef struct lane {
     pthread_mutex_t busy;  /* held while delivering: by the lane thread or an inline submitter */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t room; /* the lane dropped below its bound (submitters wait for it) */
     item *head, *tail;   /* guarded by mu */
     size_t len;          /* guarded by mu */
     int stop;            /* guarded by mu */
@@ -122,6 +123,8 @@ static void set_failing(lane *l, int failing) {
     pthread_mutex_lock(&l->mu);
     l->failing = failing;
     update_saturation(l);
+    if (failing) /* those waiting for room take the failure path now */
+        pthread_cond_broadcast(&l->room);
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -485,10 +488,22 @@ static int start_lane(lane *l) {
     return 0;
 }
 
-/* 0 when queued, -1 when the lane is full or stopped. */
+#define ROOM_WAIT_MS 10000 /* how long a full lane with a healthy sink may hold a submitter */
+
+/* 0 when queued, -1 when the lane is full or stopped. A full lane whose sink is healthy (only
+ * slower than the input) makes the submitter wait for room: back-pressure, passed on to the
+ * worker and from there to the input, rather than dead letters for a sink that works. A lane
+ * whose sink fails does not hold anyone: its overflow takes the failure path at once, so a
+ * dead sink cannot stall the other rules. */
 static int queue_item(act_pipe *p, item *it) {
     lane *l = lane_of(p, it->in);
     pthread_mutex_lock(&l->mu);
+    if (l->len >= p->cap && !l->stop && !l->failing) {
+        struct timespec dl = deadline_in(ROOM_WAIT_MS);
+        while (l->len >= p->cap && !l->stop && !l->failing)
+            if (pthread_cond_timedwait(&l->room, &l->mu, &dl) != 0)
+                break;
+    }
     if (l->len >= p->cap || l->stop || (!l->started && start_lane(l) != 0)) {
         pthread_mutex_unlock(&l->mu);
         return -1;
@@ -573,7 +588,6 @@ static int try_inline(act_pipe *p, eng_msg *in, const char *payload, size_t plen
     if (!l->tail)
         l->tail = it;
     l->len++;
-    l->failing = 1;
     update_saturation(l);
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
@@ -731,7 +745,11 @@ static void deliver_batch(lane *l, item **batch, size_t n, const act_msg **msgs)
             continue;
         }
         atomic_fetch_add_explicit(&p->stats.retries, 1, memory_order_relaxed);
-        set_failing(l, 1);
+        /* a sink that keeps failing (a few attempts, or a second) stops counting as
+         * back-pressure: its overflow takes the failure path so the others go on; a blip
+         * (a reconnect) just slows the input */
+        if (it->attempts >= 3 || (t1 - it->first_try_ns) / 1000000u >= 1000)
+            set_failing(l, 1);
         /* told to stop while sleeping: the next attempt is the last one (see above) */
         backoff(l, act_retry_delay_ms(&p->retry, it->attempts, &l->seed));
     }
@@ -774,6 +792,8 @@ static void *lane_main(void *arg) {
             batch[n++] = it;
         }
         update_saturation(l);
+        if (n)
+            pthread_cond_broadcast(&l->room);
         atomic_store_explicit(&l->inflight, n, memory_order_relaxed);
         pthread_mutex_unlock(&l->mu);
         if (maxb == 0) { /* no memory for a batch: everything takes the failure path */
@@ -832,6 +852,7 @@ act_pipe *act_pipe_new_take(act_instance *inst, const act_owner *o, eng_error *e
         pthread_mutex_init(&l->mu, NULL);
         pthread_mutex_init(&l->busy, NULL);
         pthread_cond_init(&l->cv, NULL);
+        pthread_cond_init(&l->room, NULL);
         l->p = p;
         l->id = i;
         l->seed = now_ns() ^ ((uint64_t)(uintptr_t)l << 16) ^ (uint64_t)i;
@@ -875,6 +896,7 @@ void act_pipe_close(act_pipe *p) {
         p->lanes[i].stop = 1;
         update_saturation(&p->lanes[i]);
         pthread_cond_broadcast(&p->lanes[i].cv);
+        pthread_cond_broadcast(&p->lanes[i].room);
         pthread_mutex_unlock(&p->lanes[i].mu);
     }
     for (int i = 0; p->lanes && i < p->nlanes; i++) {
@@ -911,6 +933,7 @@ void act_pipe_free(act_pipe *p) {
         pthread_mutex_destroy(&p->lanes[i].mu);
         pthread_mutex_destroy(&p->lanes[i].busy);
         pthread_cond_destroy(&p->lanes[i].cv);
+        pthread_cond_destroy(&p->lanes[i].room);
     }
     free(p->lanes);
     free(p);

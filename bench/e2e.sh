@@ -13,12 +13,8 @@ LOADGEN="$B/bench/loadgen/sluice-loadgen"; RELAY="$B/bench/relay/sluice-relay"; 
 N="${E2E_MESSAGES:-100000}"; PACED_SECONDS="${E2E_PACED_SECONDS:-10}"
 for f in "$LOADGEN" "$RELAY" "$SLUICE"; do [ -x "$f" ] || { echo "missing $f (build with -DCMAKE_BUILD_TYPE=Release)"; exit 1; }; done
 
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
+. bench/lib.sh
+work_dir
 
 port=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nmax_inflight_messages 0\n' "$port" > "$work/m.conf"

@@ -11,6 +11,7 @@ SLUICE_COMPILE_PKGS="gcc libc6-dev cmake ninja-build pkg-config libpcre2-dev lib
 SLUICE_BUILD_PKGS="build-essential python3 tzdata ca-certificates $SLUICE_COMPILE_PKGS"
 SLUICE_RUN_PKGS="mosquitto mosquitto-clients curl awscli librdkafka1 libpq5 libcurl4 libsqlite3-0"
 SLUICE_TEST_PKGS="libcriterion-dev clang libclang-rt-14-dev python3-boto3 python3-paho-mqtt postgresql
+  iproute2
   $SLUICE_RUN_PKGS"
 # The deployment tests (tests/deploy): podman builds deploy/Dockerfile (as root: chroot isolation,
 # native overlay storage) on a base image that mmdebstrap makes; Node.js validates the manifests.

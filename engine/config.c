@@ -51,6 +51,15 @@ void eng_config_defaults(eng_config *c) {
     c->http_max_connections = 256;
     c->http_max_per_client = 64;
     c->http_timeout_s = 30;
+    snprintf(c->kafka_group_id, sizeof c->kafka_group_id, "sluice");
+    snprintf(c->kafka_topic_header, sizeof c->kafka_topic_header, "mqtt_topic");
+    snprintf(c->kafka_clientid_header, sizeof c->kafka_clientid_header, "clientid");
+    snprintf(c->kafka_offset_reset, sizeof c->kafka_offset_reset, "earliest");
+    snprintf(c->kafka_assignment, sizeof c->kafka_assignment, "cooperative-sticky");
+    c->kafka_max_in_flight = 10000;
+    c->kafka_commit_interval_ms = 1000;
+    c->kafka_session_timeout_ms = 45000;
+    c->kafka_drain_ms = 10000;
 }
 
 static const char *const role_names[] = {"", "reader", "publisher", "admin"}; /* ORDER ENG_ROLE */
@@ -549,6 +558,153 @@ static int auth_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
     return 0;
 }
 
+/* One Kafka topic name as Kafka allows it (1-249 of [a-zA-Z0-9._-]), or a librdkafka
+ * subscription pattern: "^" and a regular expression without a comma. */
+static int kafka_topic_ok(const char *t, size_t n) {
+    if (n >= 2 && t[0] == '^')
+        return memchr(t, ',', n) == NULL;
+    if (n < 1 || n > 249)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!t[i] || !strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+                             t[i]))
+            return 0;
+    return 1;
+}
+
+/* Sets c->kafka_topics from a comma-separated list, checking each name. */
+static int kafka_topics_csv(eng_config *c, const char *csv, const char *key, char *err,
+                            size_t cap) {
+    size_t len = strlen(csv);
+    for (const char *t = csv; t <= csv + len;) {
+        size_t n = strcspn(t, ",");
+        if (!kafka_topic_ok(t, n)) {
+            snprintf(err, cap, "config: \"%s\": \"%.*s\" is not a Kafka topic name (1 to 249 "
+                     "of a-z A-Z 0-9 . _ -) or a ^pattern", key, (int)(n > 300 ? 300 : n), t);
+            return -1;
+        }
+        t += n + 1;
+    }
+    if (len >= sizeof c->kafka_topics) {
+        snprintf(err, cap, "config: \"%s\" is too long", key);
+        return -1;
+    }
+    snprintf(c->kafka_topics, sizeof c->kafka_topics, "%s", csv);
+    return 0;
+}
+
+/* "topics": ["a", "b"] -> "a,b" */
+static int kafka_topics_list(eng_config *c, const cJSON *v, char *err, size_t cap) {
+    char csv[sizeof c->kafka_topics];
+    size_t len = 0;
+    const cJSON *t;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0) {
+        snprintf(err, cap, "config: \"sources.kafka.topics\" must be a non-empty array of "
+                 "strings");
+        return -1;
+    }
+    cJSON_ArrayForEach(t, v) {
+        if (!cJSON_IsString(t) || strchr(t->valuestring, ',')) {
+            snprintf(err, cap, "config: \"sources.kafka.topics\" must hold topic names");
+            return -1;
+        }
+        int n = snprintf(csv + len, sizeof csv - len, "%s%s", len ? "," : "", t->valuestring);
+        if (n < 0 || (size_t)n >= sizeof csv - len) {
+            snprintf(err, cap, "config: \"sources.kafka.topics\" is too long");
+            return -1;
+        }
+        len += (size_t)n;
+    }
+    return kafka_topics_csv(c, csv, "sources.kafka.topics", err, cap);
+}
+
+/* One of the strings in `allowed` (NULL-terminated) into dst. */
+static int set_enum(char *dst, size_t dcap, const cJSON *v, const char *key,
+                    const char *const *allowed, char *err, size_t cap) {
+    for (size_t i = 0; cJSON_IsString(v) && allowed[i]; i++)
+        if (!strcmp(v->valuestring, allowed[i])) {
+            snprintf(dst, dcap, "%s", allowed[i]);
+            return 0;
+        }
+    int n = snprintf(err, cap, "config: \"%s\" must be one of:", key);
+    for (size_t i = 0; allowed[i] && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(err + n, cap - (size_t)n, " %s", allowed[i]);
+    return -1;
+}
+
+static int kafka_source_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    static const char *const resets[] = {"earliest", "latest", NULL};
+    static const char *const strategies[] = {"cooperative-sticky", "range", "roundrobin", NULL};
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        const char *k = v->string;
+        int rc;
+        if (!strcmp(k, "topics"))
+            rc = kafka_topics_list(c, v, err, cap);
+        else if (!strcmp(k, "groupId"))
+            rc = set_str(c->kafka_group_id, sizeof c->kafka_group_id, v, "sources.kafka.groupId",
+                         err, cap);
+        else if (!strcmp(k, "topicHeader"))
+            rc = set_str(c->kafka_topic_header, sizeof c->kafka_topic_header, v,
+                         "sources.kafka.topicHeader", err, cap);
+        else if (!strcmp(k, "clientIdHeader"))
+            rc = set_str(c->kafka_clientid_header, sizeof c->kafka_clientid_header, v,
+                         "sources.kafka.clientIdHeader", err, cap);
+        else if (!strcmp(k, "clientProperties")) {
+            /* checked when the source starts, through the Kafka action's check */
+            char *text = cJSON_IsObject(v) ? cJSON_PrintUnformatted(v) : NULL;
+            rc = -1;
+            if (!cJSON_IsObject(v))
+                snprintf(err, cap, "config: \"sources.kafka.clientProperties\" must be an "
+                         "object");
+            else if (!text || strlen(text) >= sizeof c->kafka_props)
+                snprintf(err, cap, "config: \"sources.kafka.clientProperties\" is too long");
+            else
+                rc = snprintf(c->kafka_props, sizeof c->kafka_props, "%s", text) < 0;
+            cJSON_free(text);
+        } else if (!strcmp(k, "autoOffsetReset"))
+            rc = set_enum(c->kafka_offset_reset, sizeof c->kafka_offset_reset, v,
+                          "sources.kafka.autoOffsetReset", resets, err, cap);
+        else if (!strcmp(k, "assignmentStrategy"))
+            rc = set_enum(c->kafka_assignment, sizeof c->kafka_assignment, v,
+                          "sources.kafka.assignmentStrategy", strategies, err, cap);
+        else if (!strcmp(k, "maxInFlightPerPartition"))
+            rc = set_int(&c->kafka_max_in_flight, v, "sources.kafka.maxInFlightPerPartition", 1,
+                         1 << 24, err, cap);
+        else if (!strcmp(k, "maxInFlight"))
+            rc = set_int(&c->kafka_max_in_flight_total, v, "sources.kafka.maxInFlight", 1,
+                         1 << 24, err, cap);
+        else if (!strcmp(k, "commitIntervalMs"))
+            rc = set_int(&c->kafka_commit_interval_ms, v, "sources.kafka.commitIntervalMs", 10,
+                         3600000, err, cap);
+        else if (!strcmp(k, "sessionTimeoutMs"))
+            rc = set_int(&c->kafka_session_timeout_ms, v, "sources.kafka.sessionTimeoutMs", 1000,
+                         3600000, err, cap);
+        else if (!strcmp(k, "drainMs"))
+            rc = set_int(&c->kafka_drain_ms, v, "sources.kafka.drainMs", 0, 3600000, err, cap);
+        else {
+            snprintf(err, cap, "config: unknown key \"sources.kafka.%s\"", k);
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+static int sources_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
+    const cJSON *v;
+    cJSON_ArrayForEach(v, m) {
+        if (strcmp(v->string, "kafka") || !cJSON_IsObject(v)) {
+            snprintf(err, cap, "config: unknown key \"sources.%s\"", v->string);
+            return -1;
+        }
+        if (kafka_source_section(c, v, err, cap))
+            return -1;
+    }
+    return 0;
+}
+
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap) {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -618,7 +774,8 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
             } else if (en) {
                 c->shadows_enabled = cJSON_IsTrue(en);
             }
-        }
+        } else if (!strcmp(k, "sources") && cJSON_IsObject(v))
+            rc = sources_section(c, v, err, cap);
         else {
             snprintf(err, cap, "config: unknown key \"%s\"", k);
             rc = -1;
@@ -683,7 +840,15 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
         env_str("SLUICE_MQTT_CERT_FILE", c->mqtt_cert_file, sizeof c->mqtt_cert_file, err, cap) ||
         env_str("SLUICE_MQTT_KEY_FILE", c->mqtt_key_file, sizeof c->mqtt_key_file, err, cap) ||
         env_str("SLUICE_HTTP_ALLOWED_HOSTS", c->http_allowed_hosts,
-                sizeof c->http_allowed_hosts, err, cap))
+                sizeof c->http_allowed_hosts, err, cap) ||
+        env_str("SLUICE_KAFKA_BOOTSTRAP_SERVERS", c->kafka_bootstrap, sizeof c->kafka_bootstrap,
+                err, cap) ||
+        env_str("SLUICE_KAFKA_GROUP_ID", c->kafka_group_id, sizeof c->kafka_group_id, err, cap))
+        return -1;
+    const char *kt = getenv("SLUICE_KAFKA_TOPICS");
+    if (kt && !*kt)
+        c->kafka_topics[0] = '\0'; /* set but empty: no Kafka source */
+    else if (kt && kafka_topics_csv(c, kt, "SLUICE_KAFKA_TOPICS", err, cap))
         return -1;
     const char *su = getenv("SLUICE_STORE_URL");
     if (su && store_url(c, su, "SLUICE_STORE_URL", err, cap))

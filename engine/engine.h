@@ -59,7 +59,7 @@ static inline int eng_error_set(eng_error *e, int status, const char *type, cons
 
 /* {====== incoming messages */
 
-enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_COUNT_ };
+enum { ENG_SRC_MQTT, ENG_SRC_HTTP, ENG_SRC_KAFKA, ENG_SRC_COUNT_ };
 
 typedef struct eng_msg eng_msg;
 
@@ -144,6 +144,9 @@ static inline uint32_t eng_topic_hash(const char *s, size_t n) {
  * of a journaled message reproduces both. Thread: any. */
 static inline void eng_msg_sql(const eng_msg *m, const char *rule_name, const char *accountid,
                                sql_message *out) {
+    /* traceid() is Undefined for messages that did not come over MQTT; Kafka records count as
+     * MQTT (they carry bridged MQTT traffic: topic and client id from their headers) */
+    int traced = m->source == ENG_SRC_MQTT || m->source == ENG_SRC_KAFKA;
     *out = (sql_message){.topic = m->topic,
                          .topic_len = m->topic_len,
                          .payload = m->payload,
@@ -152,7 +155,7 @@ static inline void eng_msg_sql(const eng_msg *m, const char *rule_name, const ch
                          .principal = m->principal,
                          .accountid = accountid,
                          /* traceid() is Undefined for messages that did not come over MQTT */
-                         .traceid = m->source == ENG_SRC_MQTT ? m->traceid : NULL,
+                         .traceid = traced ? m->traceid : NULL,
                          .protocol = m->source == ENG_SRC_HTTP ? SQL_PROTO_HTTP : SQL_PROTO_MQTT,
                          .rule_name = rule_name,
                          .timestamp_ms = m->received_ms,

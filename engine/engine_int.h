@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine.h"
 #include "sql.h"
@@ -136,6 +137,22 @@ typedef struct eng_config {
     size_t ntokens;
     int metrics_public;        /* GET /metrics without credentials */
     int insecure_no_auth;      /* SLUICE_INSECURE_NO_AUTH=1: no credentials, off loopback */
+    /* the Kafka source (sources.kafka; ingest/kafka_source.c): on when kafka_topics is set */
+    char kafka_topics[2048];  /* comma-separated names (or ^regex patterns) */
+    char kafka_group_id[256]; /* default "sluice" */
+    char kafka_bootstrap[1024]; /* SLUICE_KAFKA_BOOTSTRAP_SERVERS: overrides the property */
+    char kafka_props[16384];  /* clientProperties as compact JSON text; "" none */
+    char kafka_topic_header[256];    /* default "mqtt_topic" */
+    char kafka_clientid_header[256]; /* default "clientid" */
+    char kafka_offset_reset[16];     /* "earliest" (default) or "latest" */
+    char kafka_assignment[32];       /* "cooperative-sticky" (default), "range", "roundrobin" */
+    int kafka_max_in_flight;  /* per partition: received and not yet stored, default 10000 */
+    int kafka_max_in_flight_total; /* all partitions: received and not finished; 0 (default):
+                                      half of action_queue_depth, so that the source alone never
+                                      overflows an action's lane */
+    int kafka_commit_interval_ms;    /* auto-commit of the stored offsets, default 1000 */
+    int kafka_session_timeout_ms;    /* default 45000 */
+    int kafka_drain_ms;       /* revocation and stop: wait for in-flight records, default 10000 */
 } eng_config;
 
 /* Defaults of DESIGN.md. Thread: any. */
@@ -149,15 +166,19 @@ void eng_config_defaults(eng_config *c);
  * "accountId", "region", "actions": {"queueDepth", "retry": {"attempts", "baseMs", "maxMs",
  * "totalMs"}, "http": {"allowedHosts": [...], "timeoutMs", "connectTimeoutMs",
  * "allowLinkLocal"}, "file": {"baseDir"}, "kafka": {"certDir"}},
- * "deadLetter": {"maxBytes", "maxAgeSeconds"}). Unknown keys are an error (typos must not pass silently). Returns 0
- * or -1 with a message in err. */
+ * "deadLetter": {"maxBytes", "maxAgeSeconds"}, "sources": {"kafka": {"topics": [...],
+ * "groupId", "clientProperties": {...}, "topicHeader", "clientIdHeader", "autoOffsetReset",
+ * "assignmentStrategy", "maxInFlightPerPartition", "maxInFlight", "commitIntervalMs",
+ * "sessionTimeoutMs", "drainMs"}}). Unknown keys are an error (typos must not pass silently).
+ * Returns 0 or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
 /* Overlays SLUICE_STORE_URL, SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
  * SLUICE_ADMIN_TOKEN (adds an admin token), SLUICE_ACCESS_KEY_ID with SLUICE_SECRET_ACCESS_KEY
  * (adds an admin credential), SLUICE_INSECURE_NO_AUTH, SLUICE_LOG_LEVEL (and
  * SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,
  * SLUICE_MQTT_CLIENT_ID, SLUICE_MQTT_SHARED_GROUP, SLUICE_MQTT_CA_FILE, SLUICE_MQTT_CERT_FILE,
- * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION). Returns 0 or -1 with a message in err. */
+ * SLUICE_MQTT_KEY_FILE, SLUICE_MQTT_VERSION, SLUICE_KAFKA_BOOTSTRAP_SERVERS,
+ * SLUICE_KAFKA_GROUP_ID, SLUICE_KAFKA_TOPICS). Returns 0 or -1 with a message in err. */
 int eng_config_apply_env(eng_config *c, char *err, size_t cap);
 
 /* Reads <data_dir>/instance-id, creating it (and the data dir) at the first start: sets
@@ -222,6 +243,9 @@ eng_msg *eng_msg_new(const char *topic, size_t topic_len, const void *payload, s
 /* Sets m's journal sequence number and derives what a replay must reproduce from it and the
  * instance id: the trace id and the newuuid() seed. Thread: owner of m. */
 void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance);
+/* The same for a Kafka record, from (topic, partition, offset): a record delivered again gives
+ * the same trace id and newuuid() seed, whichever instance reads it. Thread: owner of m. */
+void eng_msg_set_record(eng_msg *m, const char *topic, int32_t partition, int64_t offset);
 /* 1 when (rule, revision, action) is in m's replay skip list. Thread: any. */
 int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action);
 
@@ -432,6 +456,57 @@ void eng_workers_free(eng_workers *ws);
 
 /* }====== */
 
+/* {====== the Kafka source (ingest/kafka_source.c, ingest/prefix.c) */
+
+/* The finished prefix of one partition's records: records are pushed in partition order and
+ * finish in any order; `next` is one past the last record of the longest run of finished
+ * records from the first, the offset that may be committed. Not locked: the caller
+ * serializes. */
+typedef struct eng_prefix {
+    int64_t *off;        /* ring: each record's offset ... */
+    uint8_t *st;         /* ... and state */
+    uint64_t mask;       /* ring capacity - 1 (a power of two) */
+    uint64_t head, tail; /* ring indexes: [head, tail) pushed and not behind the prefix */
+    uint64_t inflight;   /* pushed, not done */
+    uint64_t kept;       /* finished without a durable outcome: the prefix stops at the first */
+    int64_t next;        /* the offset that may be committed; -1: none yet */
+    int stuck;           /* a push failed (OOM): next never moves again */
+} eng_prefix;
+
+/* An empty prefix with room for cap_hint records before it grows. 0, or -1 on OOM.
+ * Thread: any (push and done under the lock that guards the prefix). */
+int eng__prefix_init(eng_prefix *t, size_t cap_hint);
+void eng__prefix_deinit(eng_prefix *t);
+/* Lists the partition's next record, at offset (kept: a record that could not even be
+ * processed, so that the prefix stops before it). Returns its index, which its message
+ * carries to eng__prefix_done(), or UINT64_MAX on OOM (the prefix is then stuck). */
+uint64_t eng__prefix_push(eng_prefix *t, int64_t offset, int kept);
+/* Record i is finished; kept: without a durable outcome. */
+void eng__prefix_done(eng_prefix *t, uint64_t i, int kept);
+
+typedef struct eng_kafka eng_kafka;
+
+/* A consumer in group cfg->kafka_group_id for cfg->kafka_topics, feeding ws; Kafka is its
+ * journal: a record's offset is stored for commit only once every record before it in its
+ * partition is finished (eng_msg.origin). NULL with e set on a configuration librdkafka or
+ * sluice refuses (clientProperties are checked like the Kafka action's), or when sluice was
+ * built without librdkafka. Thread: main. */
+eng_kafka *eng_kafka_new(const eng_config *cfg, const eng_host *host, eng_workers *ws,
+                         eng_error *e);
+/* Joins the group and starts reading, in its own thread. 0 or -1. Thread: main. */
+int eng_kafka_start(eng_kafka *k);
+/* Stops reading, waits (up to cfg->kafka_drain_ms) for the records in flight, commits their
+ * offsets synchronously and leaves the group. Call before the workers stop. NULL: no-op.
+ * Thread: main. */
+void eng_kafka_stop(eng_kafka *k);
+/* Frees; after the workers and every action pipeline, since a record still in flight tells
+ * its partition when it is done. NULL: no-op. Thread: main. */
+void eng_kafka_free(eng_kafka *k);
+/* The source's lines of GET /metrics (Prometheus text). Thread: any. */
+void eng_kafka_metrics(eng_kafka *k, FILE *f);
+
+/* }====== */
+
 /* {====== MQTT (mqtt.c): the input subscription and the output connection */
 
 typedef struct eng_mqtt eng_mqtt;
@@ -504,6 +579,7 @@ struct eng_env {
     eng_journal *journal;   /* NULL: ingest.journal=off */
     act_dlq *dlq;           /* the dead-letter store (actions/dlq) */
     eng_mqtt *mqtt;
+    eng_kafka *kafka;       /* NULL: no Kafka source */
     eng_workers *workers;
     eng_registry *registry;
     int offline;            /* actions validate but never connect (the rule fuzzer) */

@@ -65,11 +65,24 @@ static uint64_t mix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+/* The trace id and newuuid() seed of a message whose identity is the 64 bits a (salt: a
+ * second input to the seed). */
+static void set_identity(eng_msg *m, uint64_t a, uint64_t salt) {
+    uint64_t b = mix64(a ^ 0x9e3779b97f4a7c15ull);
+    uuid_text(a, b, m->traceid);
+    m->uuid_seed = mix64(b + salt) | 1; /* never 0, which means "random" */
+}
+
 void eng_msg_set_seq(eng_msg *m, uint64_t seq, uint64_t instance) {
     m->seq = seq;
-    uint64_t a = mix64(instance ^ mix64(seq)), b = mix64(a ^ 0x9e3779b97f4a7c15ull);
-    uuid_text(a, b, m->traceid);
-    m->uuid_seed = mix64(b + seq) | 1; /* never 0, which means "random" */
+    set_identity(m, mix64(instance ^ mix64(seq)), seq);
+}
+
+void eng_msg_set_record(eng_msg *m, const char *topic, int32_t partition, int64_t offset) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits, of the Kafka topic name */
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    set_identity(m, mix64(mix64(h ^ (uint32_t)partition) ^ (uint64_t)offset), (uint64_t)offset);
 }
 
 int eng_msg_done_before(const eng_msg *m, const char *rule, uint64_t revision, int action) {

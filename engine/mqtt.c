@@ -44,10 +44,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A publish completion slot, indexed by packet id. */
+/* A publish in libmosquitto's hands, indexed by packet id: every QoS 1 publish has one, so
+ * npend counts what libmosquitto holds, and a completion is found by the id. */
 typedef struct eng_mqtt_pending {
-    eng_mqtt_done_fn fn; /* NULL: free */
+    eng_mqtt_done_fn fn; /* NULL: nobody to tell */
     void *ud;
+    int used;
 } eng_mqtt_pending;
 
 static int parse_url(eng_mqtt *mq, const char *url) {
@@ -152,6 +154,11 @@ void eng__mqtt_on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n, co
             eng_log(ENG_LOG_ERROR, "mqtt.subscription_refused",
                     "the broker refused the subscription to '%s' (SUBACK reason code 0x%02x): "
                     "rules on it receive nothing", mq->subs[i].filter, code);
+        } else if (code == 0) {
+            eng_log(ENG_LOG_WARN, "mqtt.subscription_downgraded",
+                    "the broker granted the subscription to '%s' at QoS 0 only: its messages "
+                    "are not acknowledged, so the broker does not keep them across a restart "
+                    "(check the broker's max_qos)", mq->subs[i].filter);
         }
         break;
     }
@@ -374,6 +381,7 @@ eng_mqtt *eng_mqtt_new(eng_env *env) {
     mq->journal = env->journal;
     pthread_mutex_init(&mq->mu, NULL);
     pthread_mutex_init(&mq->pmu, NULL);
+    pthread_cond_init(&mq->acked, NULL);
     if (parse_url(mq, cfg->mqtt_url) != 0) {
         eng_log(ENG_LOG_ERROR, "mqtt.url", "bad MQTT URL '%s' (mqtt://host:port, "
                 "mqtts://host:port, or none)", cfg->mqtt_url);
@@ -526,36 +534,44 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid, int reason,
     if (mid < 0 || mid > 65535)
         return;
     pthread_mutex_lock(&mq->pmu);
-    if (!mq->pend) {
-        pthread_mutex_unlock(&mq->pmu);
-        return;
-    }
-    eng_mqtt_pending *p = &mq->pend[mid];
-    eng_mqtt_done_fn fn = p->fn;
-    void *fud = p->ud;
-    if (fn) {
-        *p = (eng_mqtt_pending){0};
-        mq->npend--;
+    eng_mqtt_pending p = mq->pend ? mq->pend[mid] : (eng_mqtt_pending){0};
+    if (p.used) {
+        mq->pend[mid] = (eng_mqtt_pending){0};
+        if (mq->npend-- == (size_t)mq->cfg->action_queue_depth)
+            pthread_cond_broadcast(&mq->acked);
     }
     pthread_mutex_unlock(&mq->pmu);
-    if (fn)
-        fn(fud, reason < 0x80, reason < 0x80 ? NULL : mosquitto_reason_string(reason));
+    if (p.fn)
+        p.fn(p.ud, reason < 0x80, reason < 0x80 ? NULL : mosquitto_reason_string(reason));
+}
+
+/* Whether libmosquitto may take one more QoS 1 message (pmu held): it holds at most an action
+ * queue's worth. When it is full -- the broker slower than the input, or the output connection
+ * (re)connecting -- waits up to a second for acknowledgements to make room: that is
+ * back-pressure, which the caller passes on by taking longer, rather than a failure that would
+ * send messages down the failure path. */
+static int room_for(eng_mqtt *mq) {
+    size_t cap = (size_t)mq->cfg->action_queue_depth;
+    if (mq->npend < cap)
+        return 1;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 1;
+    while (mq->npend >= cap && !atomic_load(&mq->stop_all))
+        if (pthread_cond_timedwait(&mq->acked, &mq->pmu, &dl) != 0)
+            break;
+    return mq->npend < cap;
 }
 
 int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_t len, int qos,
                      const sql_mqtt_props *props, int hops, eng_mqtt_done_fn done, void *ud) {
     if (mq->input_off)
         return -1;
-    if (!atomic_load(&mq->out.connected)) {
-        /* libmosquitto queues a QoS 1 message while it reconnects and sends it once it is
-         * back; with a completion we know how many wait, and take up to an action queue's
-         * worth, so a republish does not fail (and retry, or overflow) over a short outage */
-        pthread_mutex_lock(&mq->pmu);
-        int room = qos > 0 && done && mq->npend < (size_t)mq->cfg->action_queue_depth;
-        pthread_mutex_unlock(&mq->pmu);
-        if (!room)
-            return -1;
-    }
+    /* QoS 0 needs the connection now; libmosquitto queues QoS 1 while it reconnects and
+     * sends it once it is back, up to an action queue's worth (below), so a republish does
+     * not fail, retry and overflow over a short outage */
+    if (qos == 0 && !atomic_load(&mq->out.connected))
+        return -1;
     mosquitto_property *pr = NULL;
     if (mq->cfg->mqtt_version == 5) { /* MQTT 3.1.1 has no properties: they are dropped */
         char h[16];
@@ -579,21 +595,35 @@ int eng_mqtt_publish(eng_mqtt *mq, const char *topic, const void *payload, size_
                                                props->user[i].value);
     }
     int mid = 0, rc;
-    if (!done) {
-        rc = mosquitto_publish_v5(mq->out.mosq, &mid, topic, (int)len, payload, qos, false, pr);
+    eng_mqtt_pending old = {0};
+    pthread_mutex_lock(&mq->pmu);
+    if (!mq->pend)
+        mq->pend = calloc(65536, sizeof *mq->pend);
+    if (!mq->pend) {
+        rc = MOSQ_ERR_NOMEM;
+    } else if (qos > 0 && !room_for(mq)) {
+        rc = MOSQ_ERR_NOMEM; /* libmosquitto holds an action queue's worth: retry later */
     } else {
-        pthread_mutex_lock(&mq->pmu);
-        if (!mq->pend)
-            mq->pend = calloc(65536, sizeof *mq->pend);
-        rc = mq->pend ? mosquitto_publish_v5(mq->out.mosq, &mid, topic, (int)len, payload, qos,
-                                             false, pr)
-                      : MOSQ_ERR_NOMEM;
-        if (rc == MOSQ_ERR_SUCCESS) {
-            mq->pend[mid & 0xffff] = (eng_mqtt_pending){.fn = done, .ud = ud};
-            mq->npend++;
+        rc = mosquitto_publish_v5(mq->out.mosq, &mid, topic, (int)len, payload, qos, false, pr);
+        /* a QoS 1 message libmosquitto could not send now (not connected) is queued all the
+         * same, and goes out after the reconnect: it is in its hands, so count it as queued
+         * (reporting a failure would make the caller send a second copy) */
+        if (qos > 0 && rc == MOSQ_ERR_NO_CONN)
+            rc = MOSQ_ERR_SUCCESS;
+        if (rc == MOSQ_ERR_SUCCESS && qos > 0) {
+            eng_mqtt_pending *p = &mq->pend[mid & 0xffff];
+            if (p->used) /* 65536 publishes later the id came round while this one waits */
+                old = *p;
+            else
+                mq->npend++;
+            *p = (eng_mqtt_pending){.fn = done, .ud = ud, .used = 1};
         }
-        pthread_mutex_unlock(&mq->pmu);
     }
+    pthread_mutex_unlock(&mq->pmu);
+    if (old.fn) /* its acknowledgement can no longer be told apart: not acknowledged */
+        old.fn(old.ud, 0, "its packet id was reused before the broker acknowledged it");
+    if (rc == MOSQ_ERR_SUCCESS && qos == 0 && done)
+        done(ud, 1, NULL); /* QoS 0: handed to the connection is all there is */
     mosquitto_property_free_all(&pr);
     return rc == MOSQ_ERR_SUCCESS ? 0 : -1;
 }
@@ -628,7 +658,7 @@ void eng_mqtt_free(eng_mqtt *mq) {
     /* completions that never came: the broker never acknowledged those messages, so their
      * owners must not count them as delivered */
     for (size_t mid = 0; mq->pend && mid < 65536; mid++)
-        if (mq->pend[mid].fn)
+        if (mq->pend[mid].used && mq->pend[mid].fn)
             mq->pend[mid].fn(mq->pend[mid].ud, 0, "sluice stopped before the broker "
                                                   "acknowledged the message");
     free(mq->pend);
@@ -644,6 +674,7 @@ void eng_mqtt_free(eng_mqtt *mq) {
     free(mq->drop);
     pthread_mutex_destroy(&mq->mu);
     pthread_mutex_destroy(&mq->pmu);
+    pthread_cond_destroy(&mq->acked);
     free(mq);
     mosquitto_lib_cleanup(); /* frees OpenSSL's global state too (one eng_mqtt per process) */
 }

@@ -51,6 +51,7 @@ struct eng_mqtt {
     int bfail;             /* a message of the batch could not be journaled */
     /* publish completions of the output connection */
     pthread_mutex_t pmu;
+    pthread_cond_t acked;  /* an acknowledgement made room (npend fell below the bound) */
     struct eng_mqtt_pending *pend; /* open-addressed by mid */
     size_t npend_cap, npend;
 };

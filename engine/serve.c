@@ -1,15 +1,18 @@
 /*
  * serve.c -- `sluice serve`: configuration and the data dir's identity, then the store (the
  * data dir, or the fleet's PostgreSQL: connected and migrated), the dead-letter store in it,
- * the registry (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
- * the replay of what the journal kept from before the last stop, the MQTT input, and the REST
- * API; then wait for SIGTERM or SIGINT. The replay runs before the input connects, so replayed
- * messages are processed ahead of anything new on their topic.
+ * the registry (rules loaded from the store), the ingest journal, the workers, the MQTT output
+ * connection, the replay of what the journal kept from before the last stop, the MQTT input,
+ * the Kafka source (when sources.kafka names topics), the REST API, and the store's watcher
+ * (other instances' rule changes, this instance's heartbeat); then wait for SIGTERM or SIGINT.
+ * The replay runs before the input connects, so replayed messages are processed ahead of
+ * anything new on their topic.
  *
  * Shutdown drains instead of dropping: stop reading MQTT (the PUBACKs of what was journaled go
- * out), stop the REST API (no new publishes), let the workers finish every queued message,
- * then drain every action pipeline (what cannot be delivered goes to the dead-letter store),
- * let the output connection send what is queued, close the journal (whatever is still
+ * out), stop the Kafka source (it waits for its records in flight, commits their offsets and
+ * leaves the group), stop the REST API (no new publishes), let the workers finish every queued
+ * message, then drain every action pipeline (what cannot be delivered goes to the dead-letter
+ * store), let the output connection send what is queued, close the journal (whatever is still
  * unfinished is replayed at the next start), and exit 0. Signals are blocked in every thread
  * and taken by the main thread with sigtimedwait(), which also gives it a once-a-second tick
  * to free old rule snapshots.
@@ -170,6 +173,12 @@ int eng_serve_main(int argc, char **argv) {
     env.mqtt = eng_mqtt_new(&env);
     if (!env.mqtt)
         goto out;
+    if (cfg.kafka_topics[0] &&
+        !(env.kafka = eng_kafka_new(&cfg, eng_env_host(&env), env.workers, &e))) {
+        eng_log(ENG_LOG_ERROR, "kafka.config", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
     eng_registry_on_filters(env.registry, filters_changed, &env);
     if (eng_mqtt_start(env.mqtt) != 0)
         goto out;
@@ -186,7 +195,7 @@ int eng_serve_main(int argc, char **argv) {
     }
     /* the input thread replays what the journal kept before it connects, so the main thread
      * stays free for signals and the API answers meanwhile */
-    if (eng_mqtt_start_input(env.mqtt, replay, &env) != 0)
+    if (eng_mqtt_start_input(env.mqtt, replay, &env) != 0 || eng_kafka_start(env.kafka) != 0)
         goto out;
     eng_log(ENG_LOG_INFO, "serve.started",
             "sluice serving on http://%s, broker %s (client id %s), %d workers, %zu rules from "
@@ -209,6 +218,7 @@ int eng_serve_main(int argc, char **argv) {
     if (eng_store_handoff(env.store, 3000) > 0)
         eng_registry_refilter(env.registry);
     eng_mqtt_stop_input(env.mqtt);
+    eng_kafka_stop(env.kafka);
     eng_admin_stop(admin);
     admin = NULL;
     eng_workers_stop(env.workers);
@@ -218,6 +228,7 @@ int eng_serve_main(int argc, char **argv) {
 out:
     eng_admin_stop(admin);
     eng_store_stop(env.store); /* the watcher applies changes through the registry */
+    eng_kafka_stop(env.kafka);
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
     eng_shadows_stop(env.shadows);
@@ -227,6 +238,7 @@ out:
     eng_rule_closer_stop(); /* every rule's pipelines drained, with the broker still there */
     eng_mqtt_free(env.mqtt);
     eng_workers_free(env.workers);
+    eng_kafka_free(env.kafka); /* after every record it handed out was released */
     eng_journal_close(env.journal);
     act_dlq_close(env.dlq);
     eng_store_close(env.store); /* last: the dead letters and shadows used its connections */

@@ -93,6 +93,7 @@ typedef struct file_dlq {
     size_t npend, pendcap;
     uint64_t seq_queued, seq_synced;
     int flushing;
+    int write_failing;  /* the last flush failed: it is retried once a second */
     /* the writer thread: every flush happens there, so no append's caller (a worker, a lane)
      * ever waits for an fdatasync unless it asked to */
     pthread_t writer;
@@ -216,6 +217,23 @@ static void file_expire(act_dlq *self) {
 
 /* {====== group commit */
 
+/* Puts a batch that could not be written back in front of what was queued since (mu held),
+ * keeping the order. 0, or -1 on OOM. */
+static int requeue(file_dlq *d, pending *batch, size_t n) {
+    pending *v = malloc((n + d->npend + 16) * sizeof *v);
+    if (!v)
+        return -1;
+    memcpy(v, batch, n * sizeof *v);
+    if (d->npend)
+        memcpy(v + n, d->pend, d->npend * sizeof *v);
+    free(d->pend);
+    free(batch);
+    d->pend = v;
+    d->npend += n;
+    d->pendcap = d->npend + 16;
+    return 0;
+}
+
 /* Writes every pending line to the current segment and syncs it once. Called with mu held by
  * the one flusher; drops mu around the I/O. */
 static void flush_pending(file_dlq *d) {
@@ -255,6 +273,23 @@ static void flush_pending(file_dlq *d) {
     }
     free(buf);
     pthread_mutex_lock(&d->mu);
+    if (rc != 0 && !d->stop && requeue(d, batch, n) == 0) {
+        /* the disk refused (full, say): nothing is lost or failed yet; the writer tries again
+         * in a second, and appenders wait while the queue is full */
+        if (!d->write_failing)
+            act_log(d->host, ENG_LOG_ERROR, "deadletter.write_failed",
+                    "the dead-letter store cannot write (%s): retrying every second",
+                    strerror(errno ? errno : EIO));
+        d->write_failing = 1;
+        d->write_errors++;
+        d->flushing = 0;
+        pthread_cond_broadcast(&d->cv);
+        return;
+    }
+    if (rc == 0 && d->write_failing) {
+        act_log(d->host, ENG_LOG_INFO, "deadletter.recovered", "the dead-letter store writes again");
+        d->write_failing = 0;
+    }
     uint64_t off = base;
     int64_t now = wall_ms();
     for (size_t i = 0; i < n; i++) {
@@ -357,6 +392,13 @@ static void *writer_main(void *arg) {
         d->flushing = 1;
         flush_pending(d);
         pthread_cond_broadcast(&d->room);
+        if (d->write_failing && !d->stop) { /* wait a second (or for the stop) and retry */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&d->work, &d->mu, &dl);
+            continue;
+        }
         completion *c = d->done;
         size_t n = d->ndone;
         d->done = NULL;

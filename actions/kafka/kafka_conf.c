@@ -70,7 +70,9 @@ typedef struct prop {
  * (delivery.report.only.error leaves deliver() waiting for reports that never come). A new
  * librdkafka can add more; only what is listed here, all of it data, is passed on. */
 
-enum { P_DATA, P_FILE, P_MECHANISM };
+/* P_CONSUMER: a consumer's setting, data too, allowed in the Kafka source's configuration
+ * (sources.kafka.clientProperties, the operator's file) and refused in a rule. */
+enum { P_DATA, P_FILE, P_MECHANISM, P_CONSUMER };
 
 static const struct {
     const char *name;
@@ -114,6 +116,13 @@ static const struct {
     {"ssl.key.location", P_FILE}, {"ssl.certificate.location", P_FILE},
     {"ssl.ca.location", P_FILE}, {"ssl.crl.location", P_FILE},
     {"ssl.keystore.location", P_FILE},
+    /* consuming (the Kafka source only) */
+    {"fetch.wait.max.ms", P_CONSUMER}, {"fetch.min.bytes", P_CONSUMER},
+    {"fetch.max.bytes", P_CONSUMER}, {"max.partition.fetch.bytes", P_CONSUMER},
+    {"fetch.message.max.bytes", P_CONSUMER}, {"fetch.error.backoff.ms", P_CONSUMER},
+    {"queued.min.messages", P_CONSUMER}, {"queued.max.messages.kbytes", P_CONSUMER},
+    {"max.poll.interval.ms", P_CONSUMER}, {"isolation.level", P_CONSUMER},
+    {"check.crcs", P_CONSUMER}, {"coordinator.query.interval.ms", P_CONSUMER},
 };
 
 /* Why the best-known dangerous properties are refused (prefix match when it ends in '.'). */
@@ -143,10 +152,14 @@ static const char *const mechanisms[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-51
 
 /* Checks one property (name, text value) against the lists; a file's value becomes its
  * resolved name. 0, or -1 with e set. */
-static int check_prop(const eng_host *host, const char *name, char **value, eng_error *e) {
+static int check_prop(const eng_host *host, int consumer, const char *name, char **value,
+                      eng_error *e) {
     size_t i = 0, n = sizeof allowed / sizeof allowed[0];
     while (i < n && strcmp(allowed[i].name, name))
         i++;
+    if (i < n && allowed[i].kind == P_CONSUMER && !consumer)
+        return KFAIL(e, "clientProperties \"%.100s\" is a consumer's setting: a rule's Kafka "
+                        "action produces", name);
     if (i == n) {
         for (size_t r = 0; r < sizeof refused / sizeof refused[0]; r++) {
             size_t rl = strlen(refused[r].name);
@@ -220,7 +233,8 @@ static char *prop_text(const cJSON *it, eng_error *e) {
 
 /* Reads the clientProperties object into v[0..*n) (values owned), sorted by name. On an error
  * *n still counts the values to free. */
-static int collect(const cJSON *props, const eng_host *host, prop *v, size_t *n, eng_error *e) {
+static int collect(const cJSON *props, const eng_host *host, int consumer, prop *v, size_t *n,
+                   eng_error *e) {
     *n = 0;
     if (!cJSON_IsObject(props))
         return KFAIL(e, "\"clientProperties\" must be an object");
@@ -234,7 +248,7 @@ static int collect(const cJSON *props, const eng_host *host, prop *v, size_t *n,
         if (!(v[*n].value = prop_text(it, e)))
             return -1;
         ++*n;
-        if (check_prop(host, it->string, &v[*n - 1].value, e))
+        if (check_prop(host, consumer, it->string, &v[*n - 1].value, e))
             return -1;
     }
     const prop *bs = find(v, *n, "bootstrap.servers");
@@ -301,6 +315,30 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 /* }====== */
 
+/* Sets v[0..n) on conf. 0, or -1 with e set naming the property librdkafka refused. */
+static int set_props(rd_kafka_conf_t *conf, const prop *v, size_t n, eng_error *e) {
+    char errstr[512];
+    for (size_t i = 0; i < n; i++)
+        if (rd_kafka_conf_set(conf, v[i].name, v[i].value, errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+            return eng_error_set(e, 400, "InvalidRequestException",
+                                 "kafka action: clientProperties \"%s\" refused by librdkafka: "
+                                 "%s", v[i].name, errstr);
+    return 0;
+}
+
+int act_kafka_props_check(const cJSON *props, const eng_host *host, rd_kafka_conf_t *conf,
+                          eng_error *e) {
+    size_t n = 0;
+    prop *v = calloc(MAX_PROPS, sizeof *v);
+    int rc = v ? collect(props, host, 1, v, &n, e)
+               : eng_error_set(e, 500, "InternalException", "out of memory");
+    if (rc == 0 && conf)
+        rc = set_props(conf, v, n, e);
+    props_free(v, n);
+    return rc;
+}
+
 /* Builds the librdkafka configuration: the user's properties, then sluice's defaults and
  * callbacks. NULL with e set. */
 static rd_kafka_conf_t *build_conf(const prop *v, size_t n, const eng_host *host,
@@ -311,15 +349,8 @@ static rd_kafka_conf_t *build_conf(const prop *v, size_t n, const eng_host *host
         eng_error_set(e, 500, "InternalException", "out of memory");
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (rd_kafka_conf_set(conf, v[i].name, v[i].value, errstr, sizeof errstr) !=
-            RD_KAFKA_CONF_OK) {
-            eng_error_set(e, 400, "InvalidRequestException",
-                          "kafka action: clientProperties \"%s\" refused by librdkafka: %s",
-                          v[i].name, errstr);
-            goto fail;
-        }
-    }
+    if (set_props(conf, v, n, e) != 0)
+        goto fail;
     /* acks and message.timeout.ms have aliases; either spelling counts as "set by the user". */
     const prop *acks = find(v, n, "acks");
     if (!acks)
@@ -419,7 +450,7 @@ act_kafka_producer *act_kafka__producer_acquire(const cJSON *props, const eng_ho
         eng_error_set(e, 500, "InternalException", "out of memory");
         goto out;
     }
-    if (collect(props, host, v, &n, e) != 0)
+    if (collect(props, host, 0, v, &n, e) != 0)
         goto out;
     if (!(key = canonical(v, n))) {
         eng_error_set(e, 500, "InternalException", "out of memory");

@@ -195,6 +195,10 @@ void eng_api__dlq_list(eng_api_call *c, eng_api_response *rs);    /* routes_dead
 void eng_api__dlq_redrive(eng_api_call *c, eng_api_response *rs);
 void eng_api__dlq_purge(eng_api_call *c, eng_api_response *rs);
 void eng_api__actions(eng_api_call *c, eng_api_response *rs);      /* routes_actions.c */
+void eng_api__shadow_get(eng_api_call *c, eng_api_response *rs);   /* routes_shadow.c */
+void eng_api__shadow_update(eng_api_call *c, eng_api_response *rs);
+void eng_api__shadow_delete(eng_api_call *c, eng_api_response *rs);
+void eng_api__shadow_list(eng_api_call *c, eng_api_response *rs);
 void eng_api__cluster_instances(eng_api_call *c, eng_api_response *rs); /* routes_cluster.c */
 
 /* }====== */

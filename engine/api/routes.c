@@ -9,6 +9,8 @@
  */
 #include "api_int.h"
 
+#include "../shadow/shadow.h"
+
 #define RULE_BODY (256u * 1024u) /* AWS's limit on a topicRulePayload */
 #define REDRIVE_BODY (64u * 1024u)
 
@@ -49,5 +51,14 @@ const eng_route eng_api_routes[] = {
      .handler = eng_api__actions},
     {.method = "GET", .pattern = "/actions/{type}/schema", .need = ENG_NEED_READ,
      .handler = eng_api__actions},
+    /* iot-data's device shadows (routes_shadow.c): GET reads, POST and DELETE change */
+    {.method = "GET", .pattern = "/things/{thingName}/shadow", .need = ENG_NEED_READ,
+     .handler = eng_api__shadow_get},
+    {.method = "POST", .pattern = "/things/{thingName}/shadow", .need = ENG_NEED_PUBLISH,
+     .max_body = ENG_SHADOW_PAYLOAD_MAX, .handler = eng_api__shadow_update},
+    {.method = "DELETE", .pattern = "/things/{thingName}/shadow", .need = ENG_NEED_PUBLISH,
+     .handler = eng_api__shadow_delete},
+    {.method = "GET", .pattern = "/api/things/shadow/ListNamedShadowsForThing/{thingName}",
+     .need = ENG_NEED_READ, .handler = eng_api__shadow_list},
     {.method = NULL},
 };

@@ -172,9 +172,13 @@ void eng_api__metrics(eng_api_call *c, eng_api_response *rs) {
     fprintf(f, "# HELP sluice_messages_in_total Messages received, by source.\n"
                "# TYPE sluice_messages_in_total counter\n"
                "sluice_messages_in_total{source=\"mqtt\"} %llu\n"
-               "sluice_messages_in_total{source=\"http\"} %llu\n",
+               "sluice_messages_in_total{source=\"http\"} %llu\n"
+               "sluice_messages_in_total{source=\"kafka\"} %llu\n",
             (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_MQTT]),
-            (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_HTTP]));
+            (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_HTTP]),
+            (unsigned long long)atomic_load(&m->messages_in[ENG_SRC_KAFKA]));
+    if (env->kafka)
+        eng_kafka_metrics(env->kafka, f);
     static const char *const reasons[] = {"queue_full", "republish_loop", "too_large",
                                           "deadletter_write"}; /* ORDER ENG_DROP_* */
     _Static_assert(sizeof reasons / sizeof reasons[0] == ENG_DROP_COUNT_, "reasons");

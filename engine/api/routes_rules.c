@@ -30,8 +30,30 @@ void eng_api__rule_get(eng_api_call *c, eng_api_response *rs) {
         return;
     }
     char *s = eng_rule_describe(r, c->env->cfg);
+    /* an extension AWS has no need of: what the broker answered to the rule's subscription
+     * (a refused filter would otherwise mean a rule that silently never fires) */
+    const char *f = sql_program_topic_filter(r->prog);
     eng_rule_release(r);
-    eng_api__json_take(rs, 200, s);
+    cJSON *o = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    if (o && *f && c->env->mqtt && !eng_mqtt_offline(c->env->mqtt)) {
+        int code = eng_mqtt_filter_status(c->env->mqtt, f);
+        cJSON *sub = cJSON_AddObjectToObject(o, "subscription");
+        cJSON_AddStringToObject(sub, "filter", f);
+        cJSON_AddStringToObject(sub, "status", code < 0      ? "pending"
+                                               : code >= 0x80 ? "refused"
+                                               : code == 0    ? "downgraded"
+                                                              : "granted");
+        if (code >= 0)
+            cJSON_AddNumberToObject(sub, code >= 0x80 ? "reasonCode" : "qos", code);
+    }
+    char *out = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!out) {
+        eng_api__fail(rs, 500, "InternalException", "out of memory");
+        return;
+    }
+    eng_api__json_take(rs, 200, out);
 }
 
 void eng_api__rule_list(eng_api_call *c, eng_api_response *rs) {

@@ -235,4 +235,16 @@ int eng_shadow_get_document(eng_shadow *s, const char *thing, const char *shadow
 
 /* }====== */
 
+/* {====== the service inside `sluice serve` (runtime.c; the rest of it: engine_int.h) */
+
+/* A REST request (the iot-data API): runs it like eng_shadow_handle() and publishes the
+ * reply's messages as an MQTT request's are (or, without MQTT, feeds them to the rules); counts
+ * it in /metrics. Blocks until an update or delete is durable. out as for eng_shadow_handle().
+ * Thread: any (the API's connection threads). */
+int eng_shadows_rest(eng_shadows *sh, const eng_shadow_req *req, eng_shadow_reply *out);
+/* The service sh runs (for eng_shadow_list() and the like). Thread: any. */
+eng_shadow *eng_shadows_service(eng_shadows *sh);
+
+/* }====== */
+
 #endif

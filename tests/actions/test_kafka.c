@@ -360,6 +360,8 @@ Test(kafka, properties_that_listen_fetch_log_or_break_delivery_are_refused) {
         {"statistics.interval.ms", "10", "is not one a rule may set"},
         {"internal.termination.signal", "9", "is not one a rule may set"},
         {"ssl.ca.certificate.stores", "Root", "is not one a rule may set"},
+        {"queued.min.messages", "10", "a consumer's setting"},
+        {"fetch.wait.max.ms", "1", "a consumer's setting"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char json[512];

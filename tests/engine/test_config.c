@@ -169,6 +169,54 @@ Test(config, roles_by_name) {
     cr_expect_str_eq(eng_role_name(99), "none");
 }
 
+Test(config, the_example_config_loads_and_sets_what_it_shows) {
+    eng_config c;
+    eng_config_defaults(&c);
+    char err[512] = "";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/deploy/examples/sluice.json", SLUICE_SOURCE_DIR);
+    cr_assert_eq(eng_config_load_file(&c, path, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.journal_mode, ENG_JOURNAL_BATCH);
+    cr_assert_eq(c.mqtt_receive_maximum, 512);
+    cr_assert_eq(c.mqtt_session_expiry, 86400);
+    cr_assert_eq(c.mqtt_keepalive, 120);
+    cr_assert_eq(c.journal_max_bytes, 1073741824LL);
+    cr_assert(c.shadows_enabled);
+    cr_assert(c.dlq_eval_errors);
+}
+
+Test(config, journal_and_shadow_keys_are_checked) {
+    eng_config c;
+    eng_config_defaults(&c);
+    char err[512];
+    static const char *bad[] = {
+        "{\"ingest\": {\"journal\": \"sometimes\"}}",
+        "{\"ingest\": {\"journalMaxBytes\": 10}}",
+        "{\"ingest\": {\"typo\": 1}}",
+        "{\"mqtt\": {\"receiveMaximum\": 0}}",
+        "{\"shadows\": {\"enabled\": \"yes\"}}",
+        "{\"deadLetter\": {\"evalErrors\": 1}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[] = "/tmp/sluice-config-XXXXXX";
+        int fd = mkstemp(path);
+        cr_assert(fd >= 0);
+        cr_assert_eq(write(fd, bad[i], strlen(bad[i])), (ssize_t)strlen(bad[i]));
+        close(fd);
+        cr_assert_eq(eng_config_load_file(&c, path, err, sizeof err), -1, "%s accepted", bad[i]);
+        unlink(path);
+    }
+    setenv("SLUICE_JOURNAL", "interval", 1);
+    setenv("SLUICE_SHADOWS", "off", 1);
+    cr_assert_eq(eng_config_apply_env(&c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(c.journal_mode, ENG_JOURNAL_INTERVAL);
+    cr_assert(!c.shadows_enabled);
+    setenv("SLUICE_JOURNAL", "fast", 1);
+    cr_assert_eq(eng_config_apply_env(&c, err, sizeof err), -1);
+    unsetenv("SLUICE_JOURNAL");
+    unsetenv("SLUICE_SHADOWS");
+}
+
 Test(config, the_store_is_the_data_dir_or_a_postgresql_url_never_quoted_back) {
     char err[256];
     cr_expect_str_eq(cfg.store_url, "", "the data dir by default");

@@ -242,6 +242,40 @@ static void seg_file(const char *d, char *out, size_t cap) {
     cr_assert(out[0]);
 }
 
+/* Where the records of a segment file end: segments are zero-filled ahead of use, so that is
+ * after the last nonzero byte, not the file's size. */
+static off_t data_end(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f);
+    off_t end = 0, pos = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) {
+        pos++;
+        if (c)
+            end = pos;
+    }
+    fclose(f);
+    return end;
+}
+
+/* A torn write at `at`: everything from there to `end` never reached the disk (zeros, as the
+ * preallocated file held before), or, with truncate, the file ends there. */
+static void tear(const char *path, off_t at, off_t end, int truncate_it) {
+    if (truncate_it) {
+        cr_assert_eq(truncate(path, at), 0);
+        return;
+    }
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0);
+    static const char zeros[4096];
+    for (off_t o = at; o < end;) {
+        size_t n = end - o < (off_t)sizeof zeros ? (size_t)(end - o) : sizeof zeros;
+        cr_assert_eq(pwrite(fd, zeros, n, o), (ssize_t)n);
+        o += (off_t)n;
+    }
+    close(fd);
+}
+
 static void copy_dir(const char *from, const char *to) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", to, from, to);
@@ -275,8 +309,39 @@ static int replay_count(const char *d, eng_msg **orig, int n) {
     return c;
 }
 
+/* Waits (up to 30 s, for a loaded machine) until the journal's background thread has made
+ * the first segment ready, zero-filled to 1 MiB, so that the records go to a preallocated
+ * file. Returns how many segment files there are. */
+static int wait_first_segment(const char *d) {
+    char jd[600];
+    snprintf(jd, sizeof jd, "%s/journal", d);
+    for (int tries = 0; tries < 3000; tries++) {
+        int nseg = 0, ready = 0;
+        DIR *dd = opendir(jd);
+        struct dirent *de;
+        while (dd && (de = readdir(dd)))
+            if (strstr(de->d_name, ".seg")) {
+                char p[900];
+                struct stat st;
+                snprintf(p, sizeof p, "%s/%s", jd, de->d_name);
+                nseg++;
+                ready |= stat(p, &st) == 0 && st.st_size == 1 << 20;
+            }
+        if (dd)
+            closedir(dd);
+        if (ready) {
+            usleep(20 * 1000); /* the fill is synced before the file is handed over */
+            return nseg;
+        }
+        usleep(10 * 1000);
+    }
+    cr_assert_fail("the journal made no segment ready in 30 s");
+    return 0;
+}
+
 Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
     eng_journal *j = open_j(dir, 0);
+    cr_assert_eq(wait_first_segment(dir), 1);
     eng_msg *v[40] = {0};
     append_n(j, v, 0, 40);
     eng_msg *copy[40];
@@ -286,25 +351,33 @@ Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
     eng_journal_close(j);
     char seg[600];
     seg_file(dir, seg, sizeof seg);
+    off_t end = data_end(seg);
+    cr_assert_gt(end, 400);
     struct stat st;
     cr_assert_eq(stat(seg, &st), 0);
-    /* the last three records span roughly the last 3/40 of the file; cut at every byte of
-     * the last 400 (more than three records) */
+    cr_assert_eq(st.st_size, 1 << 20, "the segment was not preallocated (%lld bytes)",
+                 (long long)st.st_size);
+    /* the last three records span roughly the last 3/40 of the data; tear at every byte of
+     * the last 400 (more than three records), as zeros and as a truncated file */
     char work[300];
     snprintf(work, sizeof work, "%s-work", dir);
-    int prev = 40;
-    for (off_t cut = st.st_size; cut >= st.st_size - 400; cut--) {
-        copy_dir(dir, work);
-        char wseg[700];
-        snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
-        cr_assert_eq(truncate(wseg, cut), 0);
-        int n = replay_count(work, copy, 40);
-        /* a cut can only lose the records it reaches: monotone, and never more than ~5 */
-        cr_assert_leq(n, prev);
-        cr_assert_geq(n, 34, "cut at %lld lost %d records", (long long)cut, 40 - n);
-        if (cut == st.st_size)
-            cr_assert_eq(n, 40);
-        prev = n;
+    for (int trunc = 0; trunc < 2; trunc++) {
+        int prev = 40;
+        for (off_t cut = end; cut >= end - 400; cut--) {
+            copy_dir(dir, work);
+            char wseg[700];
+            snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
+            tear(wseg, cut, end, trunc);
+            int n = replay_count(work, copy, 40);
+            /* a tear can only lose the records it reaches: monotone, never more than ~5 */
+            cr_assert_leq(n, prev);
+            cr_assert_geq(n, 34, "tear at %lld (%s, data end %lld) lost %d records",
+                          (long long)cut, trunc ? "truncated" : "zeroed", (long long)end,
+                          40 - n);
+            if (cut == end)
+                cr_assert_eq(n, 40);
+            prev = n;
+        }
     }
     rm_rf(work);
     for (int i = 0; i < 40; i++) {
@@ -314,6 +387,7 @@ Test(journal, a_torn_tail_at_every_byte_keeps_every_complete_record) {
 
 Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
     eng_journal *j = open_j(dir, 0);
+    cr_assert_eq(wait_first_segment(dir), 1);
     eng_msg *v[60] = {0};
     append_n(j, v, 0, 60);
     eng_msg *copy[60];
@@ -323,8 +397,7 @@ Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
     eng_journal_close(j);
     char seg[600];
     seg_file(dir, seg, sizeof seg);
-    struct stat st;
-    cr_assert_eq(stat(seg, &st), 0);
+    off_t end = data_end(seg);
     char work[300];
     snprintf(work, sizeof work, "%s-work", dir);
     srand(7);
@@ -334,7 +407,7 @@ Test(journal, a_flipped_bit_costs_at_most_the_damaged_record) {
         snprintf(wseg, sizeof wseg, "%s/journal/%s", work, strrchr(seg, '/') + 1);
         int fd = open(wseg, O_RDWR);
         cr_assert(fd >= 0);
-        off_t at = t < 8 ? t : rand() % st.st_size; /* headers of the first record too */
+        off_t at = t < 8 ? t : rand() % end; /* headers of the first record too */
         unsigned char b;
         cr_assert_eq(pread(fd, &b, 1, at), 1);
         b ^= (unsigned char)(1u << (rand() % 8));
@@ -434,6 +507,32 @@ Test(journal, kept_messages_stay_for_the_next_start) {
     eng_journal_replay(j, collect, &g);
     cr_assert_eq(g.n, 1);
     cr_assert_str_eq(g.m[0]->topic, "dev/2/t");
+    free_got(&g);
+    eng_journal_close(j);
+}
+
+Test(journal, unfinished_messages_of_recovered_segments_survive_later_rollovers) {
+    /* small segments: the first generation spans several, and the second rolls over more */
+    eng_journal *j = open_j(dir, 512 * 1024);
+    static eng_msg *v[3000];
+    append_n(j, v, 0, 1000);
+    forget(v, 1000); /* a crash: nothing finished */
+    eng_journal_close(j);
+    j = open_j(dir, 512 * 1024);
+    cr_assert_eq(eng_journal_pending_replay(j), 1000);
+    /* killed again before the replay got anywhere; meanwhile new traffic fills segments and
+     * the background thread drops the finished ones */
+    append_n(j, v, 1000, 3000);
+    for (int i = 1000; i < 3000; i++) {
+        eng_msg_free(v[i]);
+        v[i] = NULL;
+    }
+    usleep(200 * 1000);
+    eng_journal_close(j);
+    j = open_j(dir, 512 * 1024);
+    static got g;
+    eng_journal_replay(j, collect, &g);
+    cr_assert_eq(g.n, 1000, "%d of the 1000 unfinished messages survived", g.n);
     free_got(&g);
     eng_journal_close(j);
 }

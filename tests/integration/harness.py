@@ -81,8 +81,13 @@ class Sluice:
         end = time.time() + timeout
         while time.time() < end:
             try:
-                urllib.request.urlopen(self.url + "/readyz", timeout=1)
-                return
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1):
+                    return
+            except urllib.error.HTTPError as e:
+                # a 503 before the broker answers: close its connection now, not whenever
+                # the garbage collector gets to it (tests with a per-client connection limit)
+                e.close()
+                time.sleep(0.05)
             except Exception:
                 time.sleep(0.05)
         raise AssertionError("sluice not ready: " + self.logs())

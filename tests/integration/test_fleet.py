@@ -9,14 +9,15 @@ clients with persistent sessions (Debian's python3-paho-mqtt).
   the fleet converges once it is back;
 - dead letters written by several instances are listed on another, and two re-drives at once
   on two instances send each record once;
-- two clients updating one shadow through two instances, 1 000 updates each: version 2 000,
-  and no version given twice (a lost update would give one twice);
+- two clients updating one shadow through two instances, 1 000 updates each, over MQTT and
+  over REST with an expected version: version 2 000, and no version given twice (a lost update
+  would give one twice);
 - the '$' topics (shadow requests, rules on $aws/...), which Mosquitto never delivers to a
   shared subscription, are taken by one instance of the group at a time and move to another
   when it restarts.
 
 Rolling restarts and kill -9 under a stream: test_fleet_restarts.py."""
-import base64, json, os, shutil, socket, sys, tempfile, threading, time, unittest
+import base64, http.client as http_client, json, os, shutil, socket, sys, tempfile, threading, time, unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import paho.mqtt.client as mqtt  # noqa: E402
@@ -342,6 +343,63 @@ class FleetTest(unittest.TestCase):
             b2.cleanup()
             pg.cleanup()
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_two_rest_clients_update_one_shadow_through_two_instances(self):
+        """Over REST (iot-data UpdateThingShadow), each update with the version it expects and
+        sent again after a 409: 1 000 updates from each of two clients, one through instance
+        A, the other through B, at once."""
+        self.fleet = f = Fleet(2)
+        a, b = f.nodes
+        N = 1000
+        results = {}
+
+        def client(node, name):
+            version, conflicts, mine = 0, 0, []
+            conn = http_client.HTTPConnection("127.0.0.1", int(node.url.rsplit(":", 1)[1]),
+                                              timeout=30)
+            try:
+                for i in range(N):
+                    while True:
+                        body = {"state": {"reported": {name: i + 1}}}
+                        if version:
+                            body["version"] = version
+                        conn.request("POST", "/things/rest-hot/shadow", json.dumps(body))
+                        r = conn.getresponse()
+                        d = json.loads(r.read() or b"{}")
+                        if r.status == 200:
+                            version = d["version"]
+                            mine.append(version)
+                            break
+                        if r.status != 409:
+                            return
+                        conflicts += 1  # another client won: read the version, try again
+                        conn.request("GET", "/things/rest-hot/shadow")
+                        g = conn.getresponse()
+                        version = json.loads(g.read())["version"]
+                results[name] = (mine, conflicts)
+            finally:
+                conn.close()
+
+        ts = [threading.Thread(target=client, args=x) for x in ((a, "x"), (b, "y"))]
+        t0 = time.time()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertIn("x", results, "client x failed")
+        self.assertIn("y", results, "client y failed")
+        (vx, cx), (vy, cy) = results["x"], results["y"]
+        print(f"\n2 x {N} REST shadow updates with an expected version through 2 instances in "
+              f"{time.time()-t0:.1f} s, {cx + cy} conflicts answered 409 and sent again",
+              flush=True)
+        self.assertEqual(sorted(vx + vy), list(range(1, 2 * N + 1)),
+                         "a version given twice or skipped: a lost update")
+        st, _, body = http("GET", b.url + "/things/rest-hot/shadow")
+        self.assertEqual(st, 200, body)
+        doc = json.loads(body)
+        self.assertEqual(doc["version"], 2 * N)
+        self.assertEqual(doc["state"]["reported"], {"x": N, "y": N})
+        self.assertEqual(f.stop_all(), [0, 0])
 
     def test_dollar_topics_go_to_one_instance_and_move_on_a_restart(self):
         """Mosquitto never delivers a '$' topic to a shared subscription: one instance of the

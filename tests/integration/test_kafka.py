@@ -6,50 +6,9 @@ usage: test_kafka.py /path/to/sluice"""
 import json, os, re, shutil, subprocess, sys, tempfile, threading, time, unittest
 
 from harness import *  # noqa: F401,F403 (the shared servers and clients)
+from kafkamock import KafkaMock
 
-BIN = os.environ.get("SLUICE_TEST_BIN_DIR", "build/tests/integration")
 TOPIC = "tele-data"  # the action's topic template "tele-${topic(3)}" on k/<site>/data
-
-
-class KafkaMock:
-    """kafka_mock: a mock cluster of 3 brokers, driven over its stdin."""
-
-    def __init__(self, brokers=3):
-        self.p = subprocess.Popen([os.path.join(BIN, "kafka_mock"), str(brokers)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  bufsize=1)
-        self.bootstrap = self.p.stdout.readline().strip()
-        assert self.bootstrap, "kafka_mock did not start"
-        self.brokers = brokers
-
-    def cmd(self, line):
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-        r = json.loads(self.p.stdout.readline())
-        assert r.get("ok"), f"{line}: {r}"
-
-    def consume(self, topic, count, timeout_ms):
-        """Records from the beginning: until count of them (0: the end of every partition)."""
-        self.p.stdin.write(f"consume {topic} {count} {timeout_ms}\n")
-        self.p.stdin.flush()
-        out = []
-        for line in self.p.stdout:
-            r = json.loads(line)
-            if "done" in r:
-                assert r["done"] == len(out), r
-                return out
-            out.append(r)
-        raise AssertionError("kafka_mock exited")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.stdin.write("quit\n")
-            self.p.stdin.close()
-            rc = self.p.wait(30)
-        else:
-            rc = self.p.returncode
-        self.p.stdout.close()
-        return rc
 
 
 def metric(text, name, rule):

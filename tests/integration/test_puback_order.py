@@ -55,7 +55,8 @@ def publish_packet(topic, pid, payload):
 class Peer:
     """The broker side: accepts sluice's two connections and records what the input sends."""
 
-    def __init__(self):
+    def __init__(self, refuse=None):
+        self.refuse = refuse or {}   # filter -> SUBACK reason code
         self.srv = socket.socket()
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(4)
@@ -86,12 +87,12 @@ class Peer:
                 pid = body[:2]
                 plen = body[2]                  # properties (short here)
                 rest = body[3 + plen:]
-                n = 0
+                codes = []
                 while rest:
                     ln = struct.unpack("!H", rest[:2])[0]
+                    codes.append(self.refuse.get(rest[2:2 + ln].decode(), 1))
                     rest = rest[2 + ln + 1:]
-                    n += 1
-                sub = pid + varint(0) + bytes([1] * n)
+                sub = pid + varint(0) + bytes(codes)
                 c.sendall(bytes([0x90]) + varint(len(sub)) + sub)
                 self.input = c
                 self.subscribed.set()

@@ -282,6 +282,69 @@ class Service(unittest.TestCase):
         self.assertGreater(len(versions), 1, "the replacements never took effect")
 
 
+class Subscriptions(unittest.TestCase):
+    """A filter the broker refuses, or grants at QoS 0 only, is not silently a rule that never
+    fires, or one whose messages are not kept across a restart: the SUBACK is logged, counted
+    in /metrics and shown on GetTopicRule."""
+
+    def test_a_refused_filter_is_reported(self):
+        # Mosquitto 2.0's ACL file does not check subscriptions, so the broker here is the
+        # raw MQTT 5 peer of test_puback_order.py, refusing one filter with 0x87
+        from test_puback_order import Peer
+        peer = Peer(refuse={"secret/#": 0x87})
+        d = tempfile.mkdtemp()
+        s = Sluice(peer.port, os.path.join(d, "data"))
+        try:
+            for name, f in (("fine", "ok/#"), ("denied", "secret/#")):
+                st, _, b = http("POST", f"{s.url}/rules/{name}", json.dumps(
+                    {"sql": f"SELECT * FROM '{f}'", "actions": []}))
+                self.assertEqual(st, 200, b)
+            sub = lambda name: json.loads(http("GET", f"{s.url}/rules/{name}")[2]).get(
+                "subscription", {})
+            end = time.time() + 10
+            while time.time() < end and "pending" in (sub("denied").get("status"),
+                                                      sub("fine").get("status")):
+                time.sleep(0.1)
+            self.assertEqual(sub("fine")["status"], "granted")
+            self.assertEqual(sub("denied"), {"filter": "secret/#", "status": "refused",
+                                             "reasonCode": 0x87})
+            m = http("GET", f"{s.url}/metrics")[2].decode()
+            self.assertIn("sluice_subscriptions_refused_total 1", m)
+            self.assertIn("mqtt.subscription_refused", s.logs())
+        finally:
+            self.assertEqual(s.stop(), 0)
+            peer.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_a_qos0_grant_is_reported(self):
+        d = tempfile.mkdtemp()
+        port = free_port()
+        with open(os.path.join(d, "m.conf"), "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_qos 0\n")
+        broker = subprocess.Popen(["mosquitto", "-c", os.path.join(d, "m.conf")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.assertTrue(wait_port(port))
+            s = Sluice(port, os.path.join(d, "data"), env_extra={"SLUICE_SHADOWS": "off"})
+            try:
+                st, _, b = http("POST", f"{s.url}/rules/low", json.dumps(
+                    {"sql": "SELECT * FROM 'low/#'", "actions": []}))
+                self.assertEqual(st, 200, b)
+                end = time.time() + 10
+                got = {}
+                while time.time() < end and got.get("status") in (None, "pending"):
+                    got = json.loads(http("GET", f"{s.url}/rules/low")[2]).get("subscription", {})
+                    time.sleep(0.1)
+                self.assertEqual(got, {"filter": "low/#", "status": "downgraded", "qos": 0})
+                self.assertIn("mqtt.subscription_downgraded", s.logs())
+            finally:
+                self.assertEqual(s.stop(), 0)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class MutualTLS(unittest.TestCase):
     def test_mqtts_with_client_certificate(self):
         d = tempfile.mkdtemp()
