@@ -104,6 +104,15 @@ static void inst_close(inst *in) {
 
 static int shared(void) { return url[0] != '\0'; }
 
+/* Two instances with a registry each. */
+static void two_registries(inst *a, inst *b) {
+    inst_open(a, "a");
+    inst_open(b, "b");
+    a->env.registry = eng_registry_new(1, &a->cfg, &a->env);
+    b->env.registry = eng_registry_new(1, &b->cfg, &b->env);
+    cr_assert(a->env.registry && b->env.registry);
+}
+
 static const char *payload(const char *filter, int v) {
     static char buf[4][256];
     static int k;
@@ -245,10 +254,7 @@ Test(store, a_registry_applies_another_instances_changes) {
     if (!shared())
         cr_skip_test("the data dir has one writer");
     inst a, b;
-    inst_open(&a, "a");
-    inst_open(&b, "b");
-    a.env.registry = eng_registry_new(1, &a.cfg, &a.env);
-    b.env.registry = eng_registry_new(1, &b.cfg, &b.env);
+    two_registries(&a, &b);
     eng_error e;
     cr_assert_eq(eng_registry_load(b.env.registry, &e), 0, "%s", e.message);
     cr_assert_eq(eng_registry_create(a.env.registry, compile(&a, "r", payload("x/#", 1)), &e), 0,
@@ -291,10 +297,7 @@ Test(store, reconcile_deletes_what_the_store_forgot) {
     if (!shared())
         cr_skip_test("the data dir has one writer");
     inst a, b;
-    inst_open(&a, "a");
-    inst_open(&b, "b");
-    a.env.registry = eng_registry_new(1, &a.cfg, &a.env);
-    b.env.registry = eng_registry_new(1, &b.cfg, &b.env);
+    two_registries(&a, &b);
     eng_error e;
     cr_assert_eq(eng_registry_create(a.env.registry, compile(&a, "gone", payload("g", 1)), &e),
                  0);
