@@ -104,6 +104,15 @@ static void inst_close(inst *in) {
 
 static int shared(void) { return url[0] != '\0'; }
 
+/* Skips a test that needs a shared store; the fixture's directory goes first (a skipped test
+ * does not run .fini). */
+static void need_shared(const char *why) {
+    if (shared())
+        return;
+    teardown();
+    cr_skip_test("%s", why);
+}
+
 /* Two instances with a registry each. */
 static void two_registries(inst *a, inst *b) {
     inst_open(a, "a");
@@ -207,8 +216,7 @@ Test(store, load_lists_every_rule_in_name_order) {
 }
 
 Test(store, changes_lists_another_instances_changes_in_order_deletions_included) {
-    if (!shared())
-        cr_skip_test("the data dir has one writer: no changes to learn of");
+    need_shared("the data dir has one writer: no changes to learn of");
     inst a, b;
     inst_open(&a, "a");
     inst_open(&b, "b");
@@ -251,8 +259,7 @@ static eng_rule *compile(inst *in, const char *name, const char *json) {
 }
 
 Test(store, a_registry_applies_another_instances_changes) {
-    if (!shared())
-        cr_skip_test("the data dir has one writer");
+    need_shared("the data dir has one writer");
     inst a, b;
     two_registries(&a, &b);
     eng_error e;
@@ -294,8 +301,7 @@ Test(store, a_registry_applies_another_instances_changes) {
 }
 
 Test(store, reconcile_deletes_what_the_store_forgot) {
-    if (!shared())
-        cr_skip_test("the data dir has one writer");
+    need_shared("the data dir has one writer");
     inst a, b;
     two_registries(&a, &b);
     eng_error e;
@@ -659,8 +665,7 @@ Test(store, instances_register_and_list_with_their_health) {
 }
 
 Test(store, an_unreachable_database_is_a_503_that_names_no_password) {
-    if (!shared())
-        cr_skip_test("the data dir is always there");
+    need_shared("the data dir is always there");
     eng_config cfg;
     eng_config_defaults(&cfg);
     /* a port nobody listens on: the password must not show in the error */
@@ -688,8 +693,7 @@ static void *open_store(void *arg) {
 }
 
 Test(store, migrations_run_once_from_instances_starting_together) {
-    if (!shared())
-        cr_skip_test("no schema in the data dir");
+    need_shared("no schema in the data dir");
     /* four instances start at once on an empty database: one migrates, the others wait for
      * its lock and find nothing left to do (a second run would fail on a table that exists) */
     static opener o[4];
