@@ -365,48 +365,97 @@ typedef struct act_dlq_record {
     int attempts;
 } act_dlq_record;
 
+typedef struct act_dlq_stats {
+    uint64_t records, bytes, appended, evicted, resolved, write_errors;
+} act_dlq_stats;
+/* Called once an asynchronous append is durable (rc 0, with the record's id) or failed (rc -1).
+ * Runs on the store's writer thread, without the store's lock. */
+typedef void (*act_dlq_done_fn)(void *ud, int rc, uint64_t id);
+
+/* The store's two backends: the data dir's segment files (dlq/dlq_file.c, one instance) and
+ * the fleet's PostgreSQL (engine/store/deadletter_pg.c). The act_dlq_* calls below are the
+ * same for both (dlq/dlq.c dispatches); a backend embeds struct act_dlq first. */
+typedef int (*act_dlq_each_fn)(void *ud, uint64_t id, const cJSON *rec);
+typedef struct act_dlq_vt {
+    int version;                     /* 1 */
+    const char *name;                /* "dataDir", "postgresql" */
+    int (*append)(act_dlq *d, const act_dlq_record *r, uint64_t *id_out, act_dlq_done_fn done,
+                  void *ud);
+    int (*resolve)(act_dlq *d, uint64_t id);
+    void (*release)(act_dlq *d, uint64_t id);
+    char *(*list_json)(act_dlq *d, const char *rule, int64_t since_ms, size_t limit,
+                       uint64_t after, eng_error *e);
+    int (*claim)(act_dlq *d, const char *rule, const uint64_t *ids, size_t nids,
+                 act_dlq_each_fn fn, void *ud, eng_error *e);
+    void (*expire)(act_dlq *d);
+    long (*purge)(act_dlq *d, const char *rule, eng_error *e);
+    void (*stats)(act_dlq *d, act_dlq_stats *out);
+    void (*close)(act_dlq *d);
+    /* version 1 ends here; append only and bump version */
+} act_dlq_vt;
+struct act_dlq {
+    const act_dlq_vt *vt;
+};
+
+/* A re-drive's claim on a record lasts this long: past it, a claim whose holder never resolved
+ * nor released it (killed in the middle) no longer keeps other re-drives away. */
+#define ACT_DLQ_CLAIM_MS (10 * 60 * 1000)
+
+/* r as a JSON object: the stored form of a dead letter (what GET /deadletter lists, plus the
+ * rule's output and the action's substituted templates, which a re-drive sends again). id 0
+ * leaves "id" out (a backend that numbers records itself adds it when reading). NULL on OOM.
+ * Thread: any. */
+cJSON *act_dlq_record_json(const act_dlq_record *r, uint64_t id);
+
 /* Opens (creating) <data_dir>/deadletter, loading the records already there. Bounded by
  * max_bytes and max_age_s: the oldest records are evicted (and counted) past either. NULL with
  * e set on failure. host (borrowed, outlives the store) takes its logs. Thread: main. */
 act_dlq *act_dlq_open(const char *data_dir, long long max_bytes, long long max_age_s,
                       const eng_host *host, eng_error *e);
+/* Writes what is queued (running the completions), then closes. NULL is a no-op. */
 void act_dlq_close(act_dlq *d);
 
-/* Appends r durably (written and fdatasync'ed before it returns; concurrent appends share one
- * sync). Sets *id_out (may be NULL). 0, or -1 when the disk refused (counted; logged).
- * Thread: any. */
+/* Appends r durably (written and fdatasync'ed, or committed, before it returns; concurrent
+ * appends share one sync or transaction). Sets *id_out (may be NULL). 0, or -1 when the store
+ * refused (counted; logged). Thread: any. */
 int act_dlq_append(act_dlq *d, const act_dlq_record *r, uint64_t *id_out);
-/* Called once an asynchronous append is durable (rc 0, with the record's id) or failed (rc -1).
- * Runs on the store's writer thread, without the store's lock. */
-typedef void (*act_dlq_done_fn)(void *ud, int rc, uint64_t id);
 /* Queues r (serialized now: its strings are borrowed only for the call) and returns at once;
- * done(ud, ...) follows. Waits only while the store's queue is full. 0, or -1 when r could not
- * even be queued (done is then not called). Thread: any. */
+ * done(ud, ...) follows, only once the record is durable (or has failed for good). Waits only
+ * while the store's queue is full. 0, or -1 when r could not even be queued (done is then not
+ * called). Thread: any. */
 int act_dlq_append_async(act_dlq *d, const act_dlq_record *r, act_dlq_done_fn done, void *ud);
 
-/* Marks record id as delivered or purged (a durable tombstone). Thread: any. */
+/* Marks record id as delivered or purged (a durable tombstone, or the row deleted). 0, or -1
+ * when the store could not record it (the record stays; a later re-drive may send it again).
+ * Thread: any. */
 int act_dlq_resolve(act_dlq *d, uint64_t id);
+/* Ends a re-drive's claim on id without resolving it (the record stays for a later one).
+ * Thread: any. */
+void act_dlq_release(act_dlq *d, uint64_t id);
 
 /* The records matching rule (NULL: any) and since (ms; 0: any), oldest first, at most limit,
  * starting after id `after` (0: from the start), as the JSON body of GET /deadletter
- * (malloc'd). Thread: any. */
+ * (malloc'd). NULL with e set (503 when the store cannot be reached). Thread: any. */
 char *act_dlq_list_json(act_dlq *d, const char *rule, int64_t since_ms, size_t limit,
-                        uint64_t after);
+                        uint64_t after, eng_error *e);
 
-/* Calls fn for each live record matching rule (NULL: any) or one of ids (n > 0), oldest first,
- * with the record parsed back (cJSON, borrowed for the call). Thread: any. */
+/* For a re-drive: claims each live record matching rule (NULL: any) or one of ids (n > 0) that
+ * no other re-drive holds (here or, with a shared store, on any instance), and calls fn with
+ * it, oldest first, parsed back (cJSON, borrowed for the call). A claim keeps every other
+ * claim away until the record is resolved (delivered, or superseded by a new dead letter),
+ * released (act_dlq_release), or ACT_DLQ_CLAIM_MS passes: fn must see to one of the first two.
+ * 0, or -1 with e set (fn's nonzero result, or the store). Thread: any. */
 int act_dlq_foreach(act_dlq *d, const char *rule, const uint64_t *ids, size_t nids,
-                    int (*fn)(void *ud, uint64_t id, const cJSON *rec), void *ud);
+                    act_dlq_each_fn fn, void *ud, eng_error *e);
 
-/* Evicts what is past the age bound now (the service calls it once a second). Thread: any. */
+/* Evicts what is past the bounds now (the service calls it once a second). Thread: any. */
 void act_dlq_expire(act_dlq *d);
 
-/* Purges the records of rule (NULL: all). Returns how many. Thread: any. */
-long act_dlq_purge(act_dlq *d, const char *rule);
+/* Purges the records of rule (NULL: all). Returns how many, or -1 with e set. Thread: any. */
+long act_dlq_purge(act_dlq *d, const char *rule, eng_error *e);
 
-typedef struct act_dlq_stats {
-    uint64_t records, bytes, appended, evicted, resolved, write_errors;
-} act_dlq_stats;
+/* records and bytes: what the store holds (a shared store: the whole fleet's, as of the last
+ * count, every few seconds); the rest: this instance's counts since start. */
 void act_dlq_stats_get(act_dlq *d, act_dlq_stats *out);
 
 /* }====== */

@@ -281,7 +281,8 @@ static void fmt_lat(char *out, size_t cap, double us) {
 
 /* Prints the first dead letter (the reason of the first failure) on stderr. */
 static void show_first_failure(act_dlq *dlq) {
-    char *j = act_dlq_list_json(dlq, NULL, 0, 1, 0);
+    eng_error e;
+    char *j = act_dlq_list_json(dlq, NULL, 0, 1, 0, &e);
     if (!j)
         return;
     cJSON *doc = cJSON_Parse(j);

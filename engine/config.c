@@ -109,6 +109,33 @@ static int set_bool(int *dst, const cJSON *v, const char *key, char *err, size_t
     return 0;
 }
 
+/* "postgresql://..." (or "postgres://..."): the shared store; "" or "dataDir": the data dir.
+ * The value is never quoted back: it may hold a password. */
+static int store_url(eng_config *c, const char *s, const char *key, char *err, size_t cap) {
+    if (!*s || !strcmp(s, "dataDir")) {
+        c->store_url[0] = '\0';
+        return 0;
+    }
+    if (strncmp(s, "postgresql://", 13) && strncmp(s, "postgres://", 11)) {
+        snprintf(err, cap, "%s must be a postgresql:// URL (a shared store) or \"dataDir\"", key);
+        return -1;
+    }
+    if (strlen(s) >= sizeof c->store_url) {
+        snprintf(err, cap, "%s is too long", key);
+        return -1;
+    }
+    snprintf(c->store_url, sizeof c->store_url, "%s", s);
+    return 0;
+}
+
+static int set_store(eng_config *c, const cJSON *v, const char *key, char *err, size_t cap) {
+    if (!cJSON_IsString(v)) {
+        snprintf(err, cap, "config: \"%s\" must be a string", key);
+        return -1;
+    }
+    return store_url(c, v->valuestring, "config: store", err, cap);
+}
+
 static int mqtt_section(eng_config *c, const cJSON *m, char *err, size_t cap) {
     const cJSON *v;
     cJSON_ArrayForEach(v, m) {
@@ -736,6 +763,8 @@ int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap)
             rc = deadletter_section(c, v, err, cap);
         else if (!strcmp(k, "ingest") && cJSON_IsObject(v))
             rc = ingest_section(c, v, err, cap);
+        else if (!strcmp(k, "store"))
+            rc = set_store(c, v, "store", err, cap);
         else if (!strcmp(k, "shadows") && cJSON_IsObject(v)) {
             const cJSON *en = cJSON_GetObjectItemCaseSensitive(v, "enabled");
             if (cJSON_GetArraySize(v) != (en ? 1 : 0) || (en && !cJSON_IsBool(en))) {
@@ -820,6 +849,9 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap) {
     if (kt && !*kt)
         c->kafka_topics[0] = '\0'; /* set but empty: no Kafka source */
     else if (kt && kafka_topics_csv(c, kt, "SLUICE_KAFKA_TOPICS", err, cap))
+        return -1;
+    const char *su = getenv("SLUICE_STORE_URL");
+    if (su && store_url(c, su, "SLUICE_STORE_URL", err, cap))
         return -1;
     const char *w = getenv("SLUICE_WORKERS");
     if (w) {

@@ -106,6 +106,9 @@ typedef struct eng_config {
     int shadows_enabled;      /* the device shadow service (default 1; SLUICE_SHADOWS=off) */
     char http_addr[128];      /* host:port, default 127.0.0.1:8088 */
     char data_dir[512];       /* default ./data */
+    char store_url[1024];     /* store / SLUICE_STORE_URL: empty (the data dir, default) or
+                                 postgresql://... shared by a fleet; never logged (it may hold
+                                 a password) */
     int workers;              /* default: number of online CPUs */
     int queue_depth;          /* per worker, default 4096 */
     int log_level;            /* ENG_LOG_*, default info */
@@ -154,7 +157,7 @@ typedef struct eng_config {
 
 /* Defaults of DESIGN.md. Thread: any. */
 void eng_config_defaults(eng_config *c);
-/* Overlays a JSON config file (keys: "mqtt": {"url", "clientId", "username", "password",
+/* Overlays a JSON config file (keys: "store" (a postgresql:// URL, or "" / "dataDir"), "mqtt": {"url", "clientId", "username", "password",
  * "caFile", "certFile", "keyFile", "version", "sharedGroup", "keepalive"}, "http": {"addr",
  * "maxConnections", "maxConnectionsPerClient", "timeoutSeconds"}, "auth": {"credentials":
  * [{"accessKeyId", "secretAccessKey", "role"}], "tokens": [{"token", "role"}],
@@ -169,7 +172,7 @@ void eng_config_defaults(eng_config *c);
  * "sessionTimeoutMs", "drainMs"}}). Unknown keys are an error (typos must not pass silently).
  * Returns 0 or -1 with a message in err. */
 int eng_config_load_file(eng_config *c, const char *path, char *err, size_t cap);
-/* Overlays SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
+/* Overlays SLUICE_STORE_URL, SLUICE_MQTT_URL, SLUICE_HTTP_ADDR, SLUICE_DATA_DIR, SLUICE_WORKERS,
  * SLUICE_ADMIN_TOKEN (adds an admin token), SLUICE_ACCESS_KEY_ID with SLUICE_SECRET_ACCESS_KEY
  * (adds an admin credential), SLUICE_INSECURE_NO_AUTH, SLUICE_LOG_LEVEL (and
  * SLUICE_MQTT_USERNAME, SLUICE_MQTT_PASSWORD,
@@ -182,6 +185,30 @@ int eng_config_apply_env(eng_config *c, char *err, size_t cap);
  * c->instance_id and c->instance_hash, and the MQTT client id when none is configured.
  * Returns 0 or -1 with a message in err. Thread: main. */
 int eng_instance_load(eng_config *c, char *err, size_t cap);
+
+/* }====== */
+
+/* {====== the fleet (instance.c): instances sharing a store */
+
+typedef struct eng_env eng_env;
+typedef struct eng_pg eng_pg;
+
+/* What is wrong with this instance, for the fleet's list: "healthy", or a short list of
+ * problems ("broker disconnected; journal failing: No space left on device; shared store
+ * unreachable"). Thread: any. */
+void eng_instance_health(eng_env *env, char *out, size_t cap);
+/* Registers this instance in the shared store, or refreshes its row: last seen now (the
+ * database's clock, so instances' clocks do not matter), client id, version, HTTP address,
+ * host name, health; stopped marks a clean shutdown. 0, or -1 with e set. Thread: the store's
+ * watcher (and main at shutdown). */
+int eng_instance_beat(eng_pg *pg, eng_env *env, int stopped, eng_error *e);
+/* Forgets instances not seen for max_age_s. 0, or -1 with e set. */
+int eng_instance_purge(eng_pg *pg, int64_t max_age_s, eng_error *e);
+/* GET /cluster/instances: {"instances": [{"instanceId", "clientId", "version", "httpAddr",
+ * "host", "startedAt", "lastSeen" (ms since the epoch), "secondsSinceSeen", "health",
+ * "status": "up" | "stale" | "stopped", "self"}]}, malloc'd. With the data dir, this instance
+ * alone. NULL with e set (503 when the shared store cannot be reached). Thread: admin. */
+char *eng_instances_json(eng_env *env, eng_error *e);
 
 /* }====== */
 
@@ -308,6 +335,8 @@ typedef struct eng_rule {
     sql_version version;  /* awsIotSqlVersion; absent: 2015-10-08, as AWS's API */
     int64_t created_at;   /* seconds since the epoch */
     uint64_t revision;    /* increases on every replace (dead letters record it) */
+    uint64_t seq;         /* the store's number of the change that made this version (0: not
+                             stored yet) */
     sql_program *prog;    /* SQL + every action's templates */
     eng_action *actions;
     size_t nactions;
@@ -358,10 +387,12 @@ eng_registry *eng_registry_new(int nworkers, const eng_config *cfg, eng_env *env
 void eng_registry_free(eng_registry *reg);
 void eng_registry_on_filters(eng_registry *reg, eng_filters_fn fn, void *ud);
 
-/* Admin operations. Each one builds the new rule set, persists the change (a
- * failed write changes nothing), publishes a new snapshot with one atomic pointer swap, and
- * frees old snapshots once no worker holds them. Return 0 or -1 with e set. Thread: admin
- * (internally serialized by the registry mutex). */
+/* Admin operations. Each one writes the change to the store (a failed write changes nothing;
+ * an unreachable shared store is a 503), builds the new rule set, publishes a new snapshot with
+ * one atomic pointer swap, and frees old snapshots once no worker holds them. On a shared store
+ * the store decides whether the rule exists (another instance may have created or deleted it a
+ * moment ago). Return 0 or -1 with e set. Thread: admin (changes are serialized inside; reads
+ * never wait for the store). */
 int eng_registry_create(eng_registry *reg, eng_rule *rule_take, eng_error *e);  /* 409 if exists */
 int eng_registry_replace(eng_registry *reg, eng_rule *rule_take, eng_error *e); /* 404 if absent */
 int eng_registry_delete(eng_registry *reg, const char *name, eng_error *e);
@@ -370,8 +401,22 @@ int eng_registry_set_enabled(eng_registry *reg, const char *name, int enabled, e
 eng_rule *eng_registry_get(eng_registry *reg, const char *name);
 /* All rules sorted by name, retained; caller releases each and frees the array. */
 eng_rule **eng_registry_list(eng_registry *reg, size_t *n);
-/* Loads the store at start (corrupt file: -1 with e set; start-up must stop). */
+/* Loads the store at start (corrupt file: -1 with e set; start-up must stop). The store is
+ * env->rules_store, or <dataDir>/rules when env has none (store/store.h). */
 int eng_registry_load(eng_registry *reg, eng_error *e);
+/* Applies the changes the store reports after the newest one applied: other instances'
+ * creates, replaces, deletes, enables and disables, in the store's order, as one new snapshot.
+ * A change the registry has already (its own, or one seen before) is skipped; a rule that does
+ * not compile here is logged and its previous version kept. 0, or -1 with e set (the store
+ * could not be read: nothing changed). A no-op for a store only this instance writes.
+ * Thread: any (the store's watcher, admin calls); serialized with every other change. */
+int eng_registry_sync(eng_registry *reg, eng_error *e);
+/* Calls the filters callback again with the current rules (the set of topics this instance
+ * takes changed: the store's '$' lease). Thread: any. */
+void eng_registry_refilter(eng_registry *reg);
+/* Compares every rule with the store: loads what is newer there and deletes what it no longer
+ * has (after a reconnect, when deletions may have been forgotten by the store). Thread: any. */
+int eng_registry_reconcile(eng_registry *reg, eng_error *e);
 
 /* Worker side: the current snapshot, protected by worker w's hazard pointer until the next
  * acquire or release. Lock-free. Thread: worker w. */
@@ -380,17 +425,6 @@ void eng_registry_release(eng_registry *reg, int w);
 /* Frees retired snapshots no worker holds any more (also done by every admin change).
  * Thread: any. */
 void eng_registry_reclaim(eng_registry *reg);
-
-/* The store: <data_dir>/rules/<name>.json, each written atomically (temp file, fsync, rename,
- * fsync of the directory). Thread: admin. */
-int eng_store_put(const char *data_dir, const eng_rule *r, eng_error *e);
-int eng_store_delete(const char *data_dir, const char *name, eng_error *e);
-/* Calls fn(ud, name, payload_json, created_at, revision, e) per stored rule, in name order. A
- * missing directory is an empty store; an unreadable or corrupt file is an error. */
-int eng_store_load(const char *data_dir,
-                   int (*fn)(void *ud, const char *name, const char *payload_json,
-                             int64_t created_at, uint64_t revision, eng_error *e),
-                   void *ud, eng_error *e);
 
 /* }====== */
 
@@ -492,10 +526,17 @@ int eng_mqtt_start(eng_mqtt *mq);
  * the caller's thread. */
 int eng_mqtt_start_input(eng_mqtt *mq, int (*before)(void *ud, const _Atomic int *stop),
                          void *ud);
-/* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured),
+/* Subscribes to exactly these filters (QoS 1; $share/<group>/ prefix when configured, except
+ * for filters that start with '$'),
  * unsubscribing from the ones no longer needed; remembered for resubscription after a
  * reconnect. Thread: any. */
 void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n);
+/* Unsubscribes these filters, now and at every later connect until they are wanted again: a
+ * resumed persistent session keeps what an earlier run subscribed. Thread: any. */
+void eng_mqtt_forget_filters(eng_mqtt *mq, const char *const *filters, size_t n);
+/* 1 once the broker answered the subscription of every wanted filter that starts with '$'
+ * (those are never shared: see mqtt.c). Thread: any. */
+int eng_mqtt_dollar_ready(eng_mqtt *mq);
 /* What the broker answered to the subscription of filter: -1 pending or unknown, 0..2 the
  * granted QoS, >= 0x80 the SUBACK reason code that refused it. Thread: any. */
 int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter);
@@ -524,9 +565,14 @@ void eng_mqtt_free(eng_mqtt *mq);
 typedef struct act_dlq act_dlq;
 
 typedef struct eng_shadows eng_shadows;
+typedef struct eng_store eng_store;
+typedef struct eng_rule_store eng_rule_store;
 
 struct eng_env {
     const eng_config *cfg;
+    eng_store *store;       /* where shared state lives (store/store.h); NULL in unit tests */
+    int64_t started_at;     /* ms since the epoch: when this instance started */
+    eng_rule_store *rules_store; /* the registry's store; NULL: <dataDir>/rules */
     eng_shadows *shadows;   /* the device shadow service (engine/shadow/runtime.c); NULL: off */
     sql_host sqlhost;       /* what rule evaluations read through (get_thing_shadow()); set
                                before the rules are loaded, zero when shadows are off */
@@ -578,7 +624,8 @@ int eng_ingest_replay(eng_env *env, const _Atomic int *stop);
 
 /* {====== the device shadow service in the service (shadow/runtime.c; the rest: shadow.h) */
 
-/* Opens <data_dir>/shadows.db and starts the shadow threads. NULL with e set. Thread: main. */
+/* Opens the shadow store (the shared PostgreSQL when env->store has one, else
+ * <data_dir>/shadows.db) and starts the shadow threads. NULL with e set. Thread: main. */
 eng_shadows *eng_shadows_start(eng_env *env, eng_error *e);
 /* Answers what is queued, then stops. After the workers stopped. Thread: main. */
 void eng_shadows_stop(eng_shadows *sh);

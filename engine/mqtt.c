@@ -15,6 +15,14 @@
  * enabled rules, deduplicated and kept sorted so that a rule change subscribes or unsubscribes
  * only what changed, with the optional $share/<group>/ prefix so several instances split the
  * traffic; every SUBACK is checked, and a refused filter is logged, counted and reported.
+ * A filter that starts with '$' ($aws/things/+/shadow/update, a rule FROM '$aws/...') never
+ * gets the prefix: Mosquitto files "$share/g/$aws/x" under a first level "" and looks up a
+ * "$aws/x" publish under "$aws", so such a shared subscription never receives anything
+ * (src/topic_tok.c, sub__topic_tokenise; 2.0.11 to 2.0.20). In a fleet one instance at a time
+ * takes those topics instead (the store's lease, serve.c). Filters the input must not keep
+ * (eng_mqtt_forget_filters, and every filter dropped while disconnected) are unsubscribed at
+ * once and again at every connect: a resumed persistent session still holds what an earlier
+ * run subscribed.
  *
  * Publishing: eng_mqtt_publish() queues in libmosquitto; with a completion, the completion runs
  * when the broker acknowledged the message (QoS 1 PUBACK; QoS 0 once written), found by packet
@@ -76,7 +84,7 @@ static int parse_url(eng_mqtt *mq, const char *url) {
 }
 
 void eng__mqtt_sub_name(const eng_mqtt *mq, const char *f, char *out, size_t cap) {
-    if (mq->cfg->mqtt_shared_group[0])
+    if (mq->cfg->mqtt_shared_group[0] && f[0] != '$')
         snprintf(out, cap, "$share/%s/%s", mq->cfg->mqtt_shared_group, f);
     else
         snprintf(out, cap, "%s", f);
@@ -94,8 +102,39 @@ static void subscribe_one(eng_mqtt *mq, size_t i) {
         eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s: %s", sub, mosquitto_strerror(rc));
 }
 
+/* Adds f to the filters unsubscribed at every connect (mu held). */
+static void forget(eng_mqtt *mq, const char *f) {
+    for (size_t i = 0; i < mq->ndrop; i++)
+        if (!strcmp(mq->drop[i], f))
+            return;
+    char **v = realloc(mq->drop, (mq->ndrop + 1) * sizeof *v);
+    if (!v)
+        return;
+    mq->drop = v;
+    if ((v[mq->ndrop] = strdup(f)))
+        mq->ndrop++;
+}
+
+/* Removes f from them: it is wanted again (mu held). */
+static void unforget(eng_mqtt *mq, const char *f) {
+    for (size_t i = 0; i < mq->ndrop; i++)
+        if (!strcmp(mq->drop[i], f)) {
+            free(mq->drop[i]);
+            mq->drop[i] = mq->drop[--mq->ndrop];
+            return;
+        }
+}
+
+static void unsubscribe(eng_mqtt *mq, const char *f) {
+    char sub[600];
+    eng__mqtt_sub_name(mq, f, sub, sizeof sub);
+    mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+}
+
 void eng__mqtt_subscribe_all(eng_mqtt *mq) {
     pthread_mutex_lock(&mq->mu);
+    for (size_t i = 0; i < mq->ndrop; i++)
+        unsubscribe(mq, mq->drop[i]);
     for (size_t i = 0; i < mq->nsubs; i++)
         subscribe_one(mq, i);
     pthread_mutex_unlock(&mq->mu);
@@ -406,13 +445,15 @@ void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
     pthread_mutex_lock(&mq->mu);
     int up = atomic_load(&mq->in.connected);
     size_t i = 0, j = 0, k = 0;
-    char sub[600];
+    for (size_t t = 0; t < n; t++)
+        unforget(mq, want[t]);
     while (i < mq->nsubs || j < n) {
         int c = i == mq->nsubs ? 1 : j == n ? -1 : strcmp(mq->subs[i].filter, want[j]);
         if (c < 0) { /* no longer wanted */
-            eng__mqtt_sub_name(mq, mq->subs[i].filter, sub, sizeof sub);
             if (up)
-                mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+                unsubscribe(mq, mq->subs[i].filter);
+            else /* the session keeps it until an UNSUBSCRIBE: at the next connect */
+                forget(mq, mq->subs[i].filter);
             free(mq->subs[i].filter);
             i++;
         } else if (c > 0) { /* new */
@@ -441,6 +482,34 @@ void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
                 subscribe_one(mq, t);
     pthread_mutex_unlock(&mq->mu);
     free(want);
+}
+
+void eng_mqtt_forget_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
+    if (mq->input_off)
+        return;
+    pthread_mutex_lock(&mq->mu);
+    int up = atomic_load(&mq->in.connected);
+    for (size_t t = 0; t < n; t++) {
+        int wanted = 0;
+        for (size_t i = 0; i < mq->nsubs && !wanted; i++)
+            wanted = !strcmp(mq->subs[i].filter, filters[t]);
+        if (wanted)
+            continue;
+        forget(mq, filters[t]);
+        if (up)
+            unsubscribe(mq, filters[t]);
+    }
+    pthread_mutex_unlock(&mq->mu);
+}
+
+int eng_mqtt_dollar_ready(eng_mqtt *mq) {
+    int ready = 1;
+    pthread_mutex_lock(&mq->mu);
+    for (size_t i = 0; i < mq->nsubs; i++)
+        if (mq->subs[i].filter[0] == '$' && mq->subs[i].code < 0)
+            ready = 0;
+    pthread_mutex_unlock(&mq->mu);
+    return ready || mq->input_off;
 }
 
 int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter) {
@@ -600,6 +669,9 @@ void eng_mqtt_free(eng_mqtt *mq) {
     for (size_t i = 0; i < mq->nsubs; i++)
         free(mq->subs[i].filter);
     free(mq->subs);
+    for (size_t i = 0; i < mq->ndrop; i++)
+        free(mq->drop[i]);
+    free(mq->drop);
     pthread_mutex_destroy(&mq->mu);
     pthread_mutex_destroy(&mq->pmu);
     pthread_cond_destroy(&mq->acked);

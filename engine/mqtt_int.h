@@ -41,6 +41,8 @@ struct eng_mqtt {
     pthread_mutex_t mu;    /* guards subs */
     eng_mqtt_sub *subs;    /* sorted by filter */
     size_t nsubs;
+    char **drop;           /* unsubscribed at every connect (forgotten, not wanted); mu */
+    size_t ndrop;
     _Atomic uint64_t refused; /* SUBACKs that refused a filter */
     /* the input loop's current read batch (input thread only) */
     eng_msg *bhead, *btail;

@@ -13,6 +13,11 @@
  * rule's evaluation error runs the rule as it is now and hands the output to all its actions
  * (whose own failure path covers them from then on); a record refused before any rule (a
  * payload over the limit) cannot be re-driven.
+ *
+ * Each record is claimed as it is handed out (act_dlq_foreach), so two re-drives at once --
+ * on one instance, or on two instances sharing a store -- never both send one record: the
+ * second skips what the first holds. A claim ends when the record is resolved (delivered, or
+ * superseded by its new dead letter) or, for a record skipped here, released at once.
  */
 #include "engine_int.h"
 
@@ -30,7 +35,9 @@ typedef struct redrive {
     cJSON *skipped;
 } redrive;
 
+/* Leaves record id in the store (its claim released) and says why. */
 static void skip(redrive *rd, uint64_t id, const char *why) {
+    act_dlq_release(rd->env->dlq, id);
     cJSON *o = cJSON_CreateObject();
     char ids[24];
     snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
@@ -257,7 +264,9 @@ char *eng_redrive(eng_env *env, const char *body, size_t n, eng_error *e) {
         }
     }
     rd.x = sql_exec_new();
-    act_dlq_foreach(env->dlq, rule ? rule->valuestring : NULL, idv, nids, one, &rd);
+    if (act_dlq_foreach(env->dlq, rule ? rule->valuestring : NULL, idv, nids, one, &rd, e) &&
+        !rd.redriven && !cJSON_GetArraySize(rd.skipped))
+        goto out; /* nothing happened: the store's error is the answer (503 when away) */
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "redriven", (double)rd.redriven);
     cJSON_AddItemToObject(o, "skipped", rd.skipped);

@@ -1,10 +1,22 @@
 /*
  * rule_registry.c -- the rules, and the immutable snapshots workers evaluate.
  *
- * Admin operations (create, replace, delete, enable, disable) run under one mutex: they build
- * the new rule list, persist it (a failed write changes nothing), build a new snapshot (the
- * enabled rules and a fresh topic index) and publish it with one atomic pointer swap. Workers
- * never lock: before each message a worker loads the current snapshot and publishes it in its
+ * A change (create, replace, delete, enable, disable) is written to the store first (a failed
+ * write changes nothing), then applied: a new rule list, a new snapshot (the enabled rules and
+ * a fresh topic index), published with one atomic pointer swap. Every change carries the
+ * store's change number (seq); applying skips a change older than what the registry holds, so
+ * the same change arriving twice, or late, does nothing. Changes other instances made to a
+ * shared store arrive the same way: eng_registry_sync() asks the store for the changes after
+ * the newest one applied, compiles them and applies them as one batch (one snapshot), and
+ * eng_registry_reconcile() compares everything (after a reconnect). An admin call on a shared
+ * store writes, then syncs: its own change is applied in order with any others that came
+ * before it, so two instances never apply one pair of changes in different orders. The rule
+ * the admin call compiled is used for its own change rather than compiled again.
+ *
+ * Two locks: sync_mu serializes applying (and, for the data dir, which nobody else writes,
+ * the write before it); it is held across store I/O and rule compilation, but never by a
+ * worker or a reader. mu guards the rule list and the swap and is held only for that: GET
+ * calls never wait for a disk or a database. Workers never lock: before each message a worker loads the current snapshot and publishes it in its
  * hazard slot (then re-checks that it is still current, the classic hazard-pointer handshake),
  * so a snapshot is freed only when no hazard slot names it. A message is evaluated entirely
  * against one snapshot, so across a swap it sees either the old rules or the new ones, never a
@@ -13,6 +25,7 @@
  * write on every message of every worker.
  */
 #include "engine_int.h"
+#include "store/store.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -28,6 +41,10 @@ struct eng_registry {
     eng_snapshot **retired; /* guarded by mu */
     size_t nretired, capretired;
     uint64_t gen; /* guarded by mu */
+    pthread_mutex_t sync_mu; /* held by whoever changes the list (who also takes mu to swap) */
+    eng_rule_store *store;
+    int own_store;           /* opened here (no env->rules_store): closed by _free */
+    uint64_t applied;        /* guarded by sync_mu: the newest change applied */
     const eng_config *cfg;
     eng_env *env;
     eng_filters_fn on_filters;
@@ -84,13 +101,22 @@ eng_registry *eng_registry_new(int nworkers, const eng_config *cfg, eng_env *env
     if (!reg)
         return NULL;
     pthread_mutex_init(&reg->mu, NULL);
+    pthread_mutex_init(&reg->sync_mu, NULL);
     reg->nworkers = nworkers;
     reg->cfg = cfg;
     reg->env = env;
+    reg->store = env->rules_store;
+    if (!reg->store) {
+        eng_error e;
+        reg->store = eng_rule_store_dir_open(cfg->data_dir, &e);
+        reg->own_store = 1;
+    }
     reg->hazard = calloc((size_t)nworkers + 1, sizeof *reg->hazard);
     eng_snapshot *s = snapshot_build(NULL, 0, 0);
-    if (!reg->hazard || !s) {
+    if (!reg->hazard || !s || !reg->store) {
         snapshot_free(s);
+        if (reg->own_store && reg->store)
+            reg->store->vt->close(reg->store);
         free(reg->hazard);
         free(reg);
         return NULL;
@@ -110,7 +136,10 @@ void eng_registry_free(eng_registry *reg) {
     free(reg->retired);
     free(reg->rules);
     free((void *)reg->hazard);
+    if (reg->own_store)
+        reg->store->vt->close(reg->store);
     pthread_mutex_destroy(&reg->mu);
+    pthread_mutex_destroy(&reg->sync_mu);
     free(reg);
 }
 
@@ -121,6 +150,12 @@ void eng_registry_on_filters(eng_registry *reg, eng_filters_fn fn, void *ud) {
     reg->on_filters = fn;
     reg->ud = ud;
     notify_filters(reg, atomic_load(&reg->current)); /* the rules loaded so far */
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void eng_registry_refilter(eng_registry *reg) {
+    pthread_mutex_lock(&reg->mu);
+    notify_filters(reg, atomic_load(&reg->current));
     pthread_mutex_unlock(&reg->mu);
 }
 
@@ -182,15 +217,9 @@ static void notify_filters(eng_registry *reg, const eng_snapshot *s) {
     free(fs);
 }
 
-/* Persists the change (the rule written, or the name deleted; neither while loading), then
- * publishes the snapshot of list. Takes ownership of list (an array of retained rules) on
+/* Publishes the snapshot of list. Takes ownership of list (an array of retained rules) on
  * success; on failure the caller keeps it. Caller holds reg->mu. */
-static int commit(eng_registry *reg, eng_rule **list, size_t n, const eng_rule *written,
-                  const char *deleted, eng_error *e) {
-    if (written && eng_store_put(reg->cfg->data_dir, written, e) != 0)
-        return -1;
-    if (deleted && eng_store_delete(reg->cfg->data_dir, deleted, e) != 0)
-        return -1;
+static int commit(eng_registry *reg, eng_rule **list, size_t n, eng_error *e) {
     eng_snapshot *s = snapshot_build(list, n, reg->gen + 1);
     if (!s)
         return eng_error_set(e, 500, "InternalException", "out of memory");
@@ -218,11 +247,12 @@ static int commit(eng_registry *reg, eng_rule **list, size_t n, const eng_rule *
     return 0;
 }
 
-static long find(eng_registry *reg, const char *name) {
-    size_t lo = 0, hi = reg->n;
+/* Where name is in v[0..n) (sorted by name), or -(insertion point) - 1. */
+static long search(eng_rule *const *v, size_t n, const char *name) {
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(reg->rules[mid]->name, name);
+        int c = strcmp(v[mid]->name, name);
         if (c == 0)
             return (long)mid;
         if (c < 0)
@@ -233,26 +263,7 @@ static long find(eng_registry *reg, const char *name) {
     return -(long)lo - 1;
 }
 
-/* A retained copy of the current list with `r` put at `at` (insert, or replace when
- * replace is set) or the entry at `at` removed (r == NULL). */
-static eng_rule **edit(eng_registry *reg, long at, eng_rule *r, int replace, size_t *n) {
-    size_t m = reg->n + (r && !replace ? 1 : 0) - (!r ? 1 : 0);
-    eng_rule **v = calloc(m + 1, sizeof *v);
-    if (!v)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i <= reg->n; i++) {
-        if ((long)i == at && r)
-            v[k++] = eng_rule_retain(r);
-        if (i == reg->n)
-            break;
-        if ((long)i == at && (replace || !r))
-            continue;
-        v[k++] = eng_rule_retain(reg->rules[i]);
-    }
-    *n = k;
-    return v;
-}
+static long find(eng_registry *reg, const char *name) { return search(reg->rules, reg->n, name); }
 
 static void drop(eng_rule **v, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -260,89 +271,297 @@ static void drop(eng_rule **v, size_t n) {
     free(v);
 }
 
-static int put(eng_registry *reg, eng_rule *rule, int mode, int persist, eng_error *e) {
-    /* mode: 0 create (409 if it exists), 1 replace (404 if absent) */
+/* {====== applying changes */
+
+/* One change to apply: the rule's new version (retained), or its deletion (rule NULL). */
+typedef struct change {
+    char name[129];
+    uint64_t seq;
+    eng_rule *rule;
+} change;
+
+typedef struct batch {
+    eng_registry *reg;
+    change *v;
+    size_t n, cap;
+    int strict;            /* a stored rule that does not compile is an error (else: logged) */
+    int log;               /* log each change applied (other instances' changes) but: */
+    uint64_t own_seq;      /* the change of the admin call that applies this batch */
+    eng_rule *hint;        /* compiled already: the rule of the change numbered hint->seq */
+    uint64_t max_seq;
+    int want_seen;         /* reconcile: collect the names of every live rule the store holds */
+    char **seen;
+    size_t nseen, capseen;
+} batch;
+
+static void batch_deinit(batch *b) {
+    for (size_t i = 0; i < b->n; i++)
+        eng_rule_release(b->v[i].rule);
+    free(b->v);
+    for (size_t i = 0; i < b->nseen; i++)
+        free(b->seen[i]);
+    free(b->seen);
+}
+
+static int push(batch *b, const char *name, uint64_t seq, eng_rule *rule_take, eng_error *e) {
+    if (b->n == b->cap) {
+        size_t c = b->cap ? b->cap * 2 : 16;
+        change *v = realloc(b->v, c * sizeof *v);
+        if (!v) {
+            eng_rule_release(rule_take);
+            return eng_error_set(e, 500, "InternalException", "out of memory");
+        }
+        b->v = v;
+        b->cap = c;
+    }
+    change *c = &b->v[b->n++];
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->seq = seq;
+    c->rule = rule_take;
+    return 0;
+}
+
+/* A row from the store: compiled (or the hint) and queued, unless the registry has it
+ * already. Runs under sync_mu, which lets it read reg->rules without mu (only sync_mu's holder
+ * changes the list). */
+static int collect(void *ud, const eng_rule_row *row, eng_error *e) {
+    batch *b = ud;
+    eng_registry *reg = b->reg;
+    if (row->seq > b->max_seq)
+        b->max_seq = row->seq;
+    if (b->want_seen && row->payload_json) {
+        if (b->nseen == b->capseen) {
+            size_t c = b->capseen ? b->capseen * 2 : 64;
+            char **v = realloc(b->seen, c * sizeof *v);
+            if (!v)
+                return eng_error_set(e, 500, "InternalException", "out of memory");
+            b->seen = v;
+            b->capseen = c;
+        }
+        if (!(b->seen[b->nseen] = strdup(row->name)))
+            return eng_error_set(e, 500, "InternalException", "out of memory");
+        b->nseen++;
+    }
+    long at = find(reg, row->name);
+    if (at >= 0 ? reg->rules[at]->seq >= row->seq : !row->payload_json)
+        return 0; /* had it already, or the deletion of a rule never seen here */
+    if (!row->payload_json)
+        return push(b, row->name, row->seq, NULL, e);
+    eng_rule *r;
+    if (b->hint && b->hint->seq == row->seq && !strcmp(b->hint->name, row->name)) {
+        r = eng_rule_retain(b->hint);
+    } else {
+        eng_error sub;
+        memset(&sub, 0, sizeof sub);
+        r = eng_rule_new(row->name, row->payload_json, strlen(row->payload_json), reg->env,
+                         &sub);
+        if (!r) {
+            if (b->strict)
+                return eng_error_set(e, 500, "InternalException", "%s", sub.message);
+            /* another release wrote it, or this instance lacks what it needs (a certificate,
+             * an allowed host): keep what runs here and say so */
+            eng_log(ENG_LOG_ERROR, "rule.sync_failed",
+                    "rule %s revision %llu from the store cannot run on this instance (the "
+                    "previous version, if any, stays): %s",
+                    row->name, (unsigned long long)row->revision, sub.message);
+            return 0;
+        }
+        r->created_at = row->created_at;
+        r->revision = row->revision;
+        r->seq = row->seq;
+    }
+    return push(b, row->name, row->seq, r, e);
+}
+
+/* Applies b's changes, in order, to the rule list and publishes one snapshot. A change older
+ * than the rule held is dropped. Caller holds sync_mu. */
+static int apply(eng_registry *reg, batch *b, eng_error *e) {
+    if (!b->n)
+        return 0;
+    eng_rule **v = calloc(reg->n + b->n + 1, sizeof *v);
+    if (!v)
+        return eng_error_set(e, 500, "InternalException", "out of memory");
+    size_t n = reg->n;
+    for (size_t i = 0; i < n; i++)
+        v[i] = eng_rule_retain(reg->rules[i]);
+    for (size_t i = 0; i < b->n; i++) {
+        change *c = &b->v[i];
+        long at = search(v, n, c->name);
+        if (at >= 0 && v[at]->seq >= c->seq)
+            continue; /* c->rule is released with the batch */
+        if (b->log && c->seq != b->own_seq)
+            eng_log(ENG_LOG_INFO, c->rule ? "rule.synced" : "rule.sync_deleted",
+                    "rule %s %s (change %llu of the shared store)", c->name,
+                    c->rule ? "updated" : "deleted", (unsigned long long)c->seq);
+        if (at >= 0) {
+            eng_rule_release(v[at]);
+            if (c->rule)
+                v[at] = c->rule;
+            else
+                memmove(v + at, v + at + 1, (--n - (size_t)at) * sizeof *v);
+        } else if (c->rule) {
+            size_t ins = (size_t)(-at - 1);
+            memmove(v + ins + 1, v + ins, (n - ins) * sizeof *v);
+            v[ins] = c->rule;
+            n++;
+        }
+        c->rule = NULL; /* the list has it */
+    }
     pthread_mutex_lock(&reg->mu);
-    long at = find(reg, rule->name);
-    int rc = -1;
-    if (mode == 0 && at >= 0) {
-        eng_error_set(e, 409, "ResourceAlreadyExistsException", "rule %s already exists",
-                      rule->name);
-        goto out;
-    }
-    if (mode == 1 && at < 0) {
-        eng_error_set(e, 404, "ResourceNotFoundException", "rule %s does not exist", rule->name);
-        goto out;
-    }
-    if (mode == 1) {
-        rule->created_at = reg->rules[at]->created_at;
-        rule->revision = reg->rules[at]->revision + 1;
-    }
-    size_t n;
-    eng_rule **v = edit(reg, at >= 0 ? at : -at - 1, rule, mode == 1, &n);
-    if (!v) {
-        eng_error_set(e, 500, "InternalException", "out of memory");
-        goto out;
-    }
-    if ((rc = commit(reg, v, n, persist ? rule : NULL, NULL, e)) != 0)
-        drop(v, n);
-out:
+    int rc = commit(reg, v, n, e);
     pthread_mutex_unlock(&reg->mu);
-    eng_rule_release(rule);
+    if (rc)
+        drop(v, n);
+    return rc;
+}
+
+/* The store's changes after the newest applied, applied; hint: see batch. Caller holds
+ * sync_mu. */
+static int sync_locked(eng_registry *reg, eng_rule *hint, uint64_t own_seq, eng_error *e) {
+    if (!reg->store->vt->changes)
+        return 0;
+    batch b = {.reg = reg, .log = 1, .own_seq = own_seq, .hint = hint,
+               .max_seq = reg->applied};
+    int rc = reg->store->vt->changes(reg->store, reg->applied, collect, &b, e);
+    if (rc == 0 && (rc = apply(reg, &b, e)) == 0)
+        reg->applied = b.max_seq;
+    batch_deinit(&b);
+    return rc;
+}
+
+int eng_registry_sync(eng_registry *reg, eng_error *e) {
+    pthread_mutex_lock(&reg->sync_mu);
+    int rc = sync_locked(reg, NULL, 0, e);
+    pthread_mutex_unlock(&reg->sync_mu);
+    return rc;
+}
+
+/* Loads every rule the store holds; with reconcile, the rules held here that the store no
+ * longer has are deleted (unless changed after what the load saw). */
+static int load(eng_registry *reg, int reconcile, eng_error *e) {
+    pthread_mutex_lock(&reg->sync_mu);
+    batch b = {.reg = reg, .strict = !reg->store->vt->shared, .log = reconcile,
+               .max_seq = reg->applied, .want_seen = reconcile};
+    uint64_t upto = 0;
+    int rc = reg->store->vt->load(reg->store, collect, &b, &upto, e);
+    if (rc == 0 && reconcile) {
+        /* a rule held here that the store no longer has was deleted by a change numbered up
+         * to `upto` (one after it shows in changes()); its tombstone may be purged by now */
+        if (b.nseen)
+            qsort(b.seen, b.nseen, sizeof *b.seen, cmpstr);
+        for (size_t i = 0; i < reg->n && rc == 0; i++) {
+            const eng_rule *r = reg->rules[i];
+            const char *key = r->name;
+            if (r->seq < upto &&
+                !(b.nseen && bsearch(&key, b.seen, b.nseen, sizeof *b.seen, cmpstr)))
+                rc = push(&b, r->name, upto, NULL, e);
+        }
+    }
+    if (rc == 0 && (rc = apply(reg, &b, e)) == 0) {
+        if (upto > reg->applied)
+            reg->applied = upto;
+        if (b.max_seq > reg->applied)
+            reg->applied = b.max_seq;
+    }
+    batch_deinit(&b);
+    pthread_mutex_unlock(&reg->sync_mu);
+    return rc;
+}
+
+int eng_registry_load(eng_registry *reg, eng_error *e) { return load(reg, 0, e); }
+
+int eng_registry_reconcile(eng_registry *reg, eng_error *e) { return load(reg, 1, e); }
+
+/* }====== */
+
+/* {====== admin operations */
+
+enum { OP_CREATE, OP_REPLACE, OP_REMOVE };
+
+/* Writes one change to the store and applies it. rule_take (NULL for OP_REMOVE) is the
+ * compiled new version: it gets the revision, creation time and seq the store gave the change.
+ * A local store is written under sync_mu (the registry is its only writer); a shared one
+ * decides by itself, and the change is then applied together with any others before it. */
+static int change_rule(eng_registry *reg, int op, const char *name, eng_rule *rule_take,
+                       uint64_t expect, eng_error *e) {
+    eng_rule_store *st = reg->store;
+    int shared = st->vt->shared;
+    eng_rule_row row;
+    memset(&row, 0, sizeof row);
+    if (!shared)
+        pthread_mutex_lock(&reg->sync_mu);
+    int rc = op == OP_CREATE    ? st->vt->create(st, name, rule_take->payload_json, &row, e)
+             : op == OP_REPLACE ? st->vt->replace(st, name, rule_take->payload_json, expect,
+                                                  &row, e)
+                                : st->vt->remove(st, name, &row, e);
+    if (rc == 0 && rule_take) {
+        rule_take->revision = row.revision;
+        rule_take->created_at = row.created_at;
+        rule_take->seq = row.seq;
+    }
+    if (rc == 0 && shared) {
+        pthread_mutex_lock(&reg->sync_mu);
+        eng_error sub;
+        memset(&sub, 0, sizeof sub);
+        /* the change is durable: if it cannot be read back now, the watcher applies it */
+        if (sync_locked(reg, rule_take, row.seq, &sub))
+            eng_log(ENG_LOG_WARN, "rule.sync_failed", "rule %s was stored but not applied yet "
+                    "(the store's watcher will): %s", name, sub.message);
+        pthread_mutex_unlock(&reg->sync_mu);
+    } else if (rc == 0) {
+        batch b = {.reg = reg};
+        if ((rc = push(&b, name, row.seq, rule_take ? eng_rule_retain(rule_take) : NULL,
+                       e)) == 0 &&
+            (rc = apply(reg, &b, e)) == 0)
+            reg->applied = row.seq;
+        batch_deinit(&b);
+    }
+    if (!shared)
+        pthread_mutex_unlock(&reg->sync_mu);
+    eng_rule_release(rule_take);
     return rc;
 }
 
 int eng_registry_create(eng_registry *reg, eng_rule *rule_take, eng_error *e) {
-    return put(reg, rule_take, 0, 1, e);
+    return change_rule(reg, OP_CREATE, rule_take->name, rule_take, 0, e);
 }
 
 int eng_registry_replace(eng_registry *reg, eng_rule *rule_take, eng_error *e) {
-    return put(reg, rule_take, 1, 1, e);
+    return change_rule(reg, OP_REPLACE, rule_take->name, rule_take, ENG_RULE_ANY_REVISION, e);
 }
 
 int eng_registry_delete(eng_registry *reg, const char *name, eng_error *e) {
-    pthread_mutex_lock(&reg->mu);
-    long at = find(reg, name);
-    int rc = -1;
-    if (at < 0) {
-        eng_error_set(e, 404, "ResourceNotFoundException", "rule %s does not exist", name);
-    } else {
-        size_t n;
-        eng_rule **v = edit(reg, at, NULL, 0, &n);
-        if (!v)
-            eng_error_set(e, 500, "InternalException", "out of memory");
-        else if ((rc = commit(reg, v, n, NULL, name, e)) != 0)
-            drop(v, n);
-    }
-    pthread_mutex_unlock(&reg->mu);
-    return rc;
+    return change_rule(reg, OP_REMOVE, name, NULL, 0, e);
 }
 
+#define ENABLE_ATTEMPTS 5 /* read-modify-write races with other instances' changes */
+
 int eng_registry_set_enabled(eng_registry *reg, const char *name, int enabled, eng_error *e) {
-    eng_rule *cur = eng_registry_get(reg, name);
-    if (!cur)
-        return eng_error_set(e, 404, "ResourceNotFoundException", "rule %s does not exist", name);
-    /* rules are immutable: rebuild it with the flag flipped in its payload */
-    cJSON *p = cJSON_Parse(cur->payload_json);
-    char *edited = NULL;
     int rc = -1;
-    if (p) {
-        cJSON_DeleteItemFromObjectCaseSensitive(p, "ruleDisabled");
-        cJSON_AddBoolToObject(p, "ruleDisabled", !enabled);
-        edited = cJSON_PrintUnformatted(p);
-        cJSON_Delete(p);
+    for (int attempt = 0; attempt < ENABLE_ATTEMPTS; attempt++) {
+        eng_rule_row cur;
+        if (reg->store->vt->get(reg->store, name, &cur, e))
+            return -1;
+        /* rules are immutable: rebuild it with the flag flipped in its payload */
+        cJSON *p = cJSON_Parse(cur.payload_json);
+        char *edited = NULL;
+        if (p) {
+            cJSON_DeleteItemFromObjectCaseSensitive(p, "ruleDisabled");
+            cJSON_AddBoolToObject(p, "ruleDisabled", !enabled);
+            edited = cJSON_PrintUnformatted(p);
+            cJSON_Delete(p);
+        }
+        eng_rule_row_deinit(&cur);
+        if (!edited)
+            return eng_error_set(e, 500, "InternalException", "out of memory");
+        eng_rule *r = eng_rule_new(name, edited, strlen(edited), reg->env, e);
+        free(edited);
+        if (!r)
+            return -1;
+        rc = change_rule(reg, OP_REPLACE, name, r, cur.revision, e);
+        if (rc == 0 || e->status != 409)
+            break; /* a 409 here: changed meanwhile; read it again */
     }
-    if (!edited) {
-        eng_rule_release(cur);
-        return eng_error_set(e, 500, "InternalException", "out of memory");
-    }
-    eng_rule *r = eng_rule_new(name, edited, strlen(edited), reg->env, e);
-    free(edited);
-    if (r) {
-        r->created_at = cur->created_at;
-        rc = eng_registry_replace(reg, r, e);
-    }
-    eng_rule_release(cur);
     return rc;
 }
 
@@ -367,17 +586,3 @@ eng_rule **eng_registry_list(eng_registry *reg, size_t *n) {
     return v;
 }
 
-static int load_one(void *ud, const char *name, const char *json, int64_t created_at,
-                    uint64_t revision, eng_error *e) {
-    eng_registry *reg = ud;
-    eng_rule *r = eng_rule_new(name, json, strlen(json), reg->env, e);
-    if (!r)
-        return -1;
-    r->created_at = created_at;
-    r->revision = revision;
-    return put(reg, r, 0, 0, e);
-}
-
-int eng_registry_load(eng_registry *reg, eng_error *e) {
-    return eng_store_load(reg->cfg->data_dir, load_one, reg, e);
-}

@@ -1,8 +1,10 @@
 /*
- * serve.c -- `sluice serve`: configuration and the data dir's identity, then the registry
- * (rules loaded from the store), the ingest journal, the workers, the MQTT output connection,
- * the replay of what the journal kept from before the last stop, the MQTT input, the Kafka
- * source (when sources.kafka names topics), and the REST API; then wait for SIGTERM or SIGINT.
+ * serve.c -- `sluice serve`: configuration and the data dir's identity, then the store (the
+ * data dir, or the fleet's PostgreSQL: connected and migrated), the dead-letter store in it,
+ * the registry (rules loaded from the store), the ingest journal, the workers, the MQTT output
+ * connection, the replay of what the journal kept from before the last stop, the MQTT input,
+ * the Kafka source (when sources.kafka names topics), the REST API, and the store's watcher
+ * (other instances' rule changes, this instance's heartbeat); then wait for SIGTERM or SIGINT.
  * The replay runs before the input connects, so replayed messages are processed ahead of
  * anything new on their topic.
  *
@@ -17,6 +19,7 @@
  */
 #include "engine_int.h"
 #include "shadow/shadow.h"
+#include "store/store.h"
 
 #include "../actions/action.h"
 #include "api/api.h"
@@ -29,25 +32,36 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* The rules' FROM filters, and the shadow service's request topics when it is on. */
+/* The rules' FROM filters, and the shadow service's request topics when it is on. Topics that
+ * start with '$' go to the instance holding the fleet's lease only (store/store.c: a broker may
+ * never deliver them to a shared subscription); the others unsubscribe them, their persistent
+ * sessions included. */
 static void filters_changed(void *ud, const char *const *filters, size_t n) {
     eng_env *env = ud;
-    if (!env->shadows) {
-        eng_mqtt_set_filters(env->mqtt, filters, n);
-        return;
-    }
     size_t k = 0;
-    while (eng_shadow_request_filters[k])
+    while (env->shadows && eng_shadow_request_filters[k])
         k++;
-    const char **all = malloc((n + k) * sizeof *all);
-    if (!all) {
-        eng_mqtt_set_filters(env->mqtt, filters, n);
+    const char **take = malloc((n + k + 1) * sizeof *take);
+    const char **drop = malloc((n + k + 1) * sizeof *drop);
+    if (!take || !drop) {
+        free(take);
+        free(drop);
+        eng_log(ENG_LOG_ERROR, "mqtt.subscribe", "out of memory updating subscriptions");
         return;
     }
-    memcpy(all, filters, n * sizeof *all);
-    memcpy(all + n, eng_shadow_request_filters, k * sizeof *all);
-    eng_mqtt_set_filters(env->mqtt, all, n + k);
-    free(all);
+    int dollar = eng_store_holds_dollar(env->store);
+    size_t nt = 0, nd = 0;
+    for (size_t i = 0; i < n + k; i++) {
+        const char *f = i < n ? filters[i] : eng_shadow_request_filters[i - n];
+        if (f[0] != '$' || dollar == 1)
+            take[nt++] = f;
+        else if (dollar == 0)
+            drop[nd++] = f;
+    }
+    eng_mqtt_set_filters(env->mqtt, take, nt);
+    eng_mqtt_forget_filters(env->mqtt, drop, nd);
+    free(take);
+    free(drop);
 }
 
 static int replay(void *ud, const _Atomic int *stop) { return eng_ingest_replay(ud, stop); }
@@ -92,12 +106,25 @@ int eng_serve_main(int argc, char **argv) {
 
     static eng_env env;
     env.cfg = &cfg;
+    struct timespec started;
+    clock_gettime(CLOCK_REALTIME, &started);
+    env.started_at = (int64_t)started.tv_sec * 1000 + started.tv_nsec / 1000000;
     int rc = 1;
     eng_error e;
     memset(&e, 0, sizeof e);
     eng_admin *admin = NULL;
-    env.dlq = act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
-                           eng_env_host(&env), &e);
+    /* first: rules, shadows and dead letters live in it */
+    if (!(env.store = eng_store_open(&cfg, &e))) {
+        eng_log(ENG_LOG_ERROR, "store.open", "%s", e.message);
+        fprintf(stderr, "sluice serve: %s\n", e.message);
+        goto out;
+    }
+    env.rules_store = eng_store_rules(env.store);
+    eng_pg *pg = eng_store_pg(env.store);
+    env.dlq = pg ? eng_dlq_pg_open(pg, cfg.instance_id, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
+                                   eng_env_host(&env), &e)
+                 : act_dlq_open(cfg.data_dir, cfg.dlq_max_bytes, cfg.dlq_max_age_s,
+                                eng_env_host(&env), &e);
     if (!env.dlq) {
         eng_log(ENG_LOG_ERROR, "deadletter.open", "%s", e.message);
         fprintf(stderr, "sluice serve: %s\n", e.message);
@@ -155,6 +182,11 @@ int eng_serve_main(int argc, char **argv) {
     eng_registry_on_filters(env.registry, filters_changed, &env);
     if (eng_mqtt_start(env.mqtt) != 0)
         goto out;
+    /* other instances' rule changes from now on (the registry and the filters are set up) */
+    if (eng_store_start(env.store, &env, &e) != 0) {
+        eng_log(ENG_LOG_ERROR, "store.watch", "%s", e.message);
+        goto out;
+    }
     admin = eng_admin_start(&env, &e);
     if (!admin) {
         eng_log(ENG_LOG_ERROR, "http.listen", "%s", e.message);
@@ -168,7 +200,7 @@ int eng_serve_main(int argc, char **argv) {
     eng_log(ENG_LOG_INFO, "serve.started",
             "sluice serving on http://%s, broker %s (client id %s), %d workers, %zu rules from "
             "%s, journal %s", cfg.http_addr, cfg.mqtt_url, cfg.mqtt_client_id, cfg.workers,
-            nrules, cfg.data_dir,
+            nrules, eng_store_where(env.store),
             cfg.journal_mode == ENG_JOURNAL_BATCH      ? "batch"
             : cfg.journal_mode == ENG_JOURNAL_INTERVAL ? "interval"
                                                        : "off (a crash loses what is in memory)");
@@ -182,6 +214,9 @@ int eng_serve_main(int argc, char **argv) {
         eng_registry_reclaim(env.registry);
         act_dlq_expire(env.dlq);
     }
+    /* the '$' topics: to another instance before this one stops taking them */
+    if (eng_store_handoff(env.store, 3000) > 0)
+        eng_registry_refilter(env.registry);
     eng_mqtt_stop_input(env.mqtt);
     eng_kafka_stop(env.kafka);
     eng_admin_stop(admin);
@@ -192,6 +227,7 @@ int eng_serve_main(int argc, char **argv) {
     rc = 0;
 out:
     eng_admin_stop(admin);
+    eng_store_stop(env.store); /* the watcher applies changes through the registry */
     eng_kafka_stop(env.kafka);
     if (env.workers && rc != 0)
         eng_workers_stop(env.workers);
@@ -205,6 +241,7 @@ out:
     eng_kafka_free(env.kafka); /* after every record it handed out was released */
     eng_journal_close(env.journal);
     act_dlq_close(env.dlq);
+    eng_store_close(env.store); /* last: the dead letters and shadows used its connections */
     if (rc == 0)
         eng_log(ENG_LOG_INFO, "serve.stopped", "all queued messages processed");
     return rc;

@@ -199,6 +199,7 @@ void eng_api__shadow_get(eng_api_call *c, eng_api_response *rs);   /* routes_sha
 void eng_api__shadow_update(eng_api_call *c, eng_api_response *rs);
 void eng_api__shadow_delete(eng_api_call *c, eng_api_response *rs);
 void eng_api__shadow_list(eng_api_call *c, eng_api_response *rs);
+void eng_api__cluster_instances(eng_api_call *c, eng_api_response *rs); /* routes_cluster.c */
 
 /* }====== */
 

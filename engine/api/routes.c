@@ -45,6 +45,8 @@ const eng_route eng_api_routes[] = {
      .max_body = REDRIVE_BODY, .handler = eng_api__dlq_redrive},
     {.method = "DELETE", .pattern = "/deadletter", .need = ENG_NEED_ADMIN,
      .handler = eng_api__dlq_purge},
+    {.method = "GET", .pattern = "/cluster/instances", .need = ENG_NEED_READ,
+     .handler = eng_api__cluster_instances},
     {.method = "GET", .pattern = "/actions", .need = ENG_NEED_READ,
      .handler = eng_api__actions},
     {.method = "GET", .pattern = "/actions/{type}/schema", .need = ENG_NEED_READ,

@@ -46,8 +46,14 @@ void eng_api__dlq_list(eng_api_call *c, eng_api_response *rs) {
         return;
     }
     unsigned long long after = next ? strtoull(next, NULL, 10) : 0;
-    eng_api__json_take(rs, 200,
-                       act_dlq_list_json(c->env->dlq, rule_arg(c), sms, (size_t)limit, after));
+    eng_error e;
+    memset(&e, 0, sizeof e);
+    char *s = act_dlq_list_json(c->env->dlq, rule_arg(c), sms, (size_t)limit, after, &e);
+    if (!s) {
+        eng_api__error(rs, &e);
+        return;
+    }
+    eng_api__json_take(rs, 200, s);
 }
 
 void eng_api__dlq_redrive(eng_api_call *c, eng_api_response *rs) {
@@ -67,7 +73,13 @@ void eng_api__dlq_purge(eng_api_call *c, eng_api_response *rs) {
     if (!have_store(c, rs))
         return;
     const char *rule = rule_arg(c);
-    long n = act_dlq_purge(c->env->dlq, rule);
+    eng_error e;
+    memset(&e, 0, sizeof e);
+    long n = act_dlq_purge(c->env->dlq, rule, &e);
+    if (n < 0) {
+        eng_api__error(rs, &e);
+        return;
+    }
     char s[64];
     snprintf(s, sizeof s, "{\"purged\":%ld}", n);
     eng_log(ENG_LOG_INFO, "deadletter.purged", "%ld dead letters purged%s%s (%s)", n,

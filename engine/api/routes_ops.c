@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../../actions/action.h"
+#include "../store/store.h"
 
 void eng_api__health(eng_api_call *c, eng_api_response *rs) {
     eng_api__reply(rs, 200, "text/plain", "ok\n", 3);
@@ -186,6 +187,13 @@ void eng_api__metrics(eng_api_call *c, eng_api_response *rs) {
     for (int i = 0; i < ENG_DROP_COUNT_; i++)
         fprintf(f, "sluice_dropped_total{reason=\"%s\"} %llu\n", reasons[i],
                 (unsigned long long)atomic_load(&m->dropped[i]));
+    if (env->store) /* the shared store (store/store.h) */
+        fprintf(f, "# HELP sluice_store_connected 1 while the store can be reached.\n"
+                   "# TYPE sluice_store_connected gauge\nsluice_store_connected %d\n"
+                   "# HELP sluice_store_lease 1 when this instance takes the '$' topics of its "
+                   "group (shadow requests, rules on $aws/...), 0 when another does, -1 not "
+                   "known yet.\n# TYPE sluice_store_lease gauge\nsluice_store_lease %d\n",
+                eng_store_connected(env->store), eng_store_holds_dollar(env->store));
     fprintf(f, "# HELP sluice_republish_total Republished messages, by result.\n"
                "# TYPE sluice_republish_total counter\n"
                "sluice_republish_total{result=\"ok\"} %llu\n"

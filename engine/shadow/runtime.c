@@ -21,6 +21,7 @@
  * like any request handler, and publish the same messages.
  */
 #include "shadow.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,7 +261,10 @@ eng_shadows *eng_shadows_start(eng_env *env, eng_error *e) {
         return NULL;
     }
     sh->env = env;
-    eng_shadow_store *st = eng_shadow_sqlite_open(env->cfg->data_dir, NULL, e);
+    /* a fleet's instances share the shadows: its store is the database (store/store.h) */
+    eng_pg *pg = env->store ? eng_store_pg(env->store) : NULL;
+    eng_shadow_store *st = pg ? eng_shadow_pg_open(pg, e)
+                              : eng_shadow_sqlite_open(env->cfg->data_dir, NULL, e);
     if (!st || !(sh->svc = eng_shadow_new(st, NULL))) {
         if (st && !sh->svc)
             eng_error_set(e, 500, "InternalException", "out of memory");

@@ -13,7 +13,8 @@
  * rules engine); the service itself never talks to a broker or a socket.
  *
  * Storage sits behind eng_shadow_store, a small vtable (get, compare-and-set, list, purge);
- * eng_shadow_sqlite_open() is the embedded implementation (<dataDir>/shadows.db).
+ * eng_shadow_sqlite_open() is the embedded implementation (<dataDir>/shadows.db),
+ * eng_shadow_pg_open() the one a fleet shares (PostgreSQL).
  *
  * Ownership: arguments are borrowed; an eng_shadow_reply is filled by the service and released
  * with eng_shadow_reply_deinit(). Threads: every eng_shadow_* function may be called from any
@@ -191,6 +192,11 @@ typedef struct eng_shadow_sqlite_opts {
  * file names the path and SQLite's reason). Thread: any. */
 eng_shadow_store *eng_shadow_sqlite_open(const char *data_dir, const eng_shadow_sqlite_opts *o,
                                          eng_error *e);
+
+/* The fleet's store: table sluice_shadows in the shared PostgreSQL (store_pg.c), each put one
+ * compare-and-set statement. pg (store/store.h) is borrowed and outlives the store. NULL with e
+ * set on OOM. Thread: any. */
+eng_shadow_store *eng_shadow_pg_open(eng_pg *pg, eng_error *e);
 
 /* }====== */
 

@@ -20,6 +20,7 @@
 
 static char dir[64];
 static eng_host host;
+static eng_error err; /* what a failed call says (the file store fails only on OOM) */
 
 static int rm(const char *p, const struct stat *s, int f, struct FTW *w) { return remove(p); }
 
@@ -53,7 +54,7 @@ static uint64_t add(act_dlq *d, const char *rule, const char *topic, const char 
 }
 
 static int count(act_dlq *d, const char *rule) {
-    char *s = act_dlq_list_json(d, rule, 0, 1000, 0);
+    char *s = act_dlq_list_json(d, rule, 0, 1000, 0, &err);
     cJSON *o = cJSON_Parse(s);
     free(s);
     int n = cJSON_GetArraySize(cJSON_GetObjectItem(o, "records"));
@@ -84,12 +85,12 @@ Test(dlq, purge_by_rule_and_all) {
     for (int i = 0; i < 5; i++)
         add(d, "r1", "t", "x");
     add(d, "r2", "t", "y");
-    cr_expect_eq(act_dlq_purge(d, "r1"), 5);
+    cr_expect_eq(act_dlq_purge(d, "r1", &err), 5);
     cr_expect_eq(count(d, NULL), 1);
     act_dlq_close(d);
     d = open_store(1 << 20);
     cr_expect_eq(count(d, NULL), 1, "the purge is durable");
-    cr_expect_eq(act_dlq_purge(d, NULL), 1);
+    cr_expect_eq(act_dlq_purge(d, NULL, &err), 1);
     cr_expect_eq(count(d, NULL), 0);
     act_dlq_close(d);
 }
@@ -146,12 +147,12 @@ Test(dlq, list_pages_with_next_token) {
     act_dlq *d = open_store(1 << 20);
     for (int i = 0; i < 7; i++)
         add(d, "r1", "t", "x");
-    char *s = act_dlq_list_json(d, NULL, 0, 5, 0);
+    char *s = act_dlq_list_json(d, NULL, 0, 5, 0, &err);
     cJSON *o = cJSON_Parse(s);
     free(s);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "records")), 5);
     const char *tok = cJSON_GetObjectItem(o, "nextToken")->valuestring;
-    s = act_dlq_list_json(d, NULL, 0, 5, strtoull(tok, NULL, 10));
+    s = act_dlq_list_json(d, NULL, 0, 5, strtoull(tok, NULL, 10), &err);
     cJSON *o2 = cJSON_Parse(s);
     free(s);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o2, "records")), 2);

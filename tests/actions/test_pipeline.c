@@ -139,7 +139,9 @@ static void wait_done(act_pipe *pp, uint64_t n) {
 }
 
 static cJSON *dead_letters(void) {
-    char *s = act_dlq_list_json(dlq, NULL, 0, 1000, 0);
+    eng_error e;
+    char *s = act_dlq_list_json(dlq, NULL, 0, 1000, 0, &e);
+    cr_assert(s, "%s", e.message);
     cJSON *o = cJSON_Parse(s);
     free(s);
     return o;

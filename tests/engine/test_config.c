@@ -1,7 +1,8 @@
 /*
  * test_config.c -- the configuration's authentication and front-door keys (engine/config.c):
  * auth.credentials, auth.tokens, auth.metricsPublic, adminToken, http.*, and their
- * environment variables. A secret never appears in an error message.
+ * environment variables, and the store (store, SLUICE_STORE_URL). A secret never appears in an
+ * error message.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -15,7 +16,8 @@ static eng_config cfg;
 static char path[64];
 
 static const char *const vars[] = {"SLUICE_ADMIN_TOKEN", "SLUICE_ACCESS_KEY_ID",
-                                   "SLUICE_SECRET_ACCESS_KEY", "SLUICE_INSECURE_NO_AUTH"};
+                                   "SLUICE_SECRET_ACCESS_KEY", "SLUICE_INSECURE_NO_AUTH",
+                                   "SLUICE_STORE_URL"};
 
 static void setup(void) {
     eng_config_defaults(&cfg);
@@ -213,4 +215,25 @@ Test(config, journal_and_shadow_keys_are_checked) {
     cr_assert_eq(eng_config_apply_env(&c, err, sizeof err), -1);
     unsetenv("SLUICE_JOURNAL");
     unsetenv("SLUICE_SHADOWS");
+}
+
+Test(config, the_store_is_the_data_dir_or_a_postgresql_url_never_quoted_back) {
+    char err[256];
+    cr_expect_str_eq(cfg.store_url, "", "the data dir by default");
+    cr_assert_eq(load("{\"store\": \"postgresql://u:pw@db:5432/sluice\"}", err, sizeof err), 0,
+                 "%s", err);
+    cr_expect_str_eq(cfg.store_url, "postgresql://u:pw@db:5432/sluice");
+    cr_assert_eq(load("{\"store\": \"dataDir\"}", err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(cfg.store_url, "");
+    cr_expect_eq(load("{\"store\": \"mysql://u:topsecret@db/x\"}", err, sizeof err), -1);
+    cr_expect_null(strstr(err, "topsecret"), "%s", err);
+    cr_expect(strstr(err, "postgresql://"), "%s", err);
+    cr_expect_eq(load("{\"store\": 5}", err, sizeof err), -1);
+    setenv("SLUICE_STORE_URL", "postgres://u:envsecret@db/sluice", 1);
+    cr_assert_eq(eng_config_apply_env(&cfg, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(cfg.store_url, "postgres://u:envsecret@db/sluice");
+    setenv("SLUICE_STORE_URL", "file:///var/lib/envsecret", 1);
+    cr_expect_eq(eng_config_apply_env(&cfg, err, sizeof err), -1);
+    cr_expect_null(strstr(err, "envsecret"), "%s", err);
+    cr_expect(strstr(err, "SLUICE_STORE_URL"), "%s", err);
 }

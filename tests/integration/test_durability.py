@@ -28,7 +28,7 @@ class Broker:
     """A private Mosquitto whose queues never drop (max_queued_messages 0) and which can be
     restarted on the same port, with persistence when asked."""
 
-    def __init__(self, persistence=False):
+    def __init__(self, persistence=False, extra=""):
         self.port = free_port()
         self.dir = tempfile.mkdtemp()
         if os.geteuid() == 0:  # mosquitto drops root for its own user, which must write here
@@ -38,7 +38,7 @@ class Broker:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                     "max_queued_messages 0\nmax_inflight_messages 0\n"
                     f"persistence {'true' if persistence else 'false'}\n"
-                    f"persistence_location {self.dir}/\nautosave_interval 1\n"
+                    f"persistence_location {self.dir}/\nautosave_interval 1\n" + extra
                     + (f"log_dest file {os.environ['CHAOS_BROKER_LOG']}\nlog_type all\n"
                        if os.environ.get("CHAOS_BROKER_LOG") else ""))
         self.conf = conf
