@@ -38,6 +38,7 @@
  */
 #include "mqtt_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +397,10 @@ eng_mqtt *eng_mqtt_new(eng_env *env) {
     /* the input is a persistent session: the broker keeps what arrives while sluice is down */
     if (eng__mqtt_conn_init(mq, &mq->in, "input", cfg->mqtt_client_id, 0) ||
         eng__mqtt_conn_init(mq, &mq->out, "output", out, 1)) {
+        eng_log(ENG_LOG_ERROR, "mqtt.init", "MQTT client for '%s' not created (%s)",
+                cfg->mqtt_client_id, cfg->mqtt_client_id[0] ? strerror(errno)
+                                                            : "a persistent session needs a "
+                                                              "client id");
         eng_mqtt_free(mq);
         return NULL;
     }

@@ -56,6 +56,8 @@ static void setup(void) {
     eng_config_defaults(&cfg_open);
     snprintf(cfg_open.data_dir, sizeof cfg_open.data_dir, "%s", dir);
     cfg_open.workers = 1;
+    /* never connected; a persistent session needs a client id (serve derives one) */
+    snprintf(cfg_open.mqtt_client_id, sizeof cfg_open.mqtt_client_id, "sluice-fuzz");
     cfg_open.queue_depth = 64;
     cfg_open.action_queue_depth = 64;
     cfg_open.retry_attempts = 1;
@@ -78,8 +80,12 @@ static void setup(void) {
     env_open.registry = eng_registry_new(cfg_open.workers, &cfg_open, &env_open);
     env_open.workers = eng_workers_new(&cfg_open, env_open.registry, &env_open);
     env_open.mqtt = eng_mqtt_new(&env_open);
-    if (!env_open.dlq || !env_open.registry || !env_open.workers || !env_open.mqtt)
+    if (!env_open.dlq || !env_open.registry || !env_open.workers || !env_open.mqtt) {
+        fprintf(stderr, "fuzz_rest_router: setup failed (dlq %p: %s, registry %p, workers %p, "
+                "mqtt %p)\n", (void *)env_open.dlq, env_open.dlq ? "" : e.message,
+                (void *)env_open.registry, (void *)env_open.workers, (void *)env_open.mqtt);
         abort();
+    }
     env_auth = env_open;
     env_auth.cfg = &cfg_auth;
     api_open = eng_api_new(&env_open, &e);
