@@ -26,7 +26,7 @@ typedef struct jr {
     const char *p, *end;
     int depth;
     int64_t remaining; /* scan: slots still to find under the root */
-    unsigned char *seen; /* scan: trie nodes already matched (first occurrence wins) */
+    unsigned char *seen; /* scan, per trie node: 1 matched (first occurrence wins), 2 settled */
     const uint8_t *need; /* scan: SQL_NEED_* per node, or NULL (see sql_pathset) */
 } jr;
 
@@ -450,6 +450,31 @@ static int child(const sql_path_node *nodes, int nd, const char *k, uint32_t n) 
     return -1;
 }
 
+/* The node's action in this scan: read whole, look into, or skip. */
+static inline int node_act(const jr *r, const sql_path_node *nodes, int c) {
+    return r->need ? r->need[c] : nodes[c].slot >= 0 ? SQL_NEED_VALUE : SQL_NEED_DESCEND;
+}
+
+/* Trie node nd was looked into and its value is over (an object that ended, or not an object
+ * at all): the slots under it that were not found are Undefined for good, since a later
+ * duplicate key does not count. Marks them settled (seen 2) and returns how many there were,
+ * so that the reader stops as soon as nothing is left to find -- the same point whether a
+ * program scans alone or in a shared scan where another program reads nd whole. */
+static int64_t settle(jr *r, const sql_path_node *nodes, int nd) {
+    int64_t n = 0;
+    for (int c = nodes[nd].child; c >= 0; c = nodes[c].next) {
+        int act = node_act(r, nodes, c);
+        if (act == SQL_NEED_SKIP || r->seen[c] == 2)
+            continue;
+        if (act == SQL_NEED_DESCEND)
+            n += settle(r, nodes, c);
+        else
+            n += !r->seen[c];
+        r->seen[c] = 2;
+    }
+    return n;
+}
+
 /* Reads the members of the object at r->p, filling the slots under trie node nd. Returns 0
  * at the end of the object, DONE when the last slot under the root was found (the reader
  * stops there), or an error. */
@@ -478,10 +503,7 @@ static int scan_object(jr *r, const sql_path_node *nodes, int nd, sql_value *slo
         int c = child(nodes, nd, k, kn);
         if (c >= 0 && r->seen[c])
             c = -1; /* a duplicate key: the first occurrence won */
-        int act = c < 0     ? SQL_NEED_SKIP
-                  : r->need ? r->need[c]
-                  : nodes[c].slot >= 0 ? SQL_NEED_VALUE
-                                       : SQL_NEED_DESCEND;
+        int act = c < 0 ? SQL_NEED_SKIP : node_act(r, nodes, c);
         if (act == SQL_NEED_SKIP) {
             if ((rc = skip(r)))
                 return rc;
@@ -503,6 +525,10 @@ static int scan_object(jr *r, const sql_path_node *nodes, int nd, sql_value *slo
             } else if ((rc = skip(r))) {
                 return rc;
             }
+            r->remaining -= settle(r, nodes, c);
+            r->seen[c] = 2;
+            if (r->remaining == 0)
+                return DONE;
         }
         ws(r);
         if (r->p >= r->end)

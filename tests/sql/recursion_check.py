@@ -40,6 +40,7 @@ BOUNDED = {
     frozenset({"json_read.c:value", "json_read.c:object", "json_read.c:array"}):
         "jr.depth <= SQL_JSON_MAX_DEPTH",
     frozenset({"json_read.c:scan_object"}): "path trie depth and SQL_JSON_MAX_DEPTH",
+    frozenset({"json_read.c:settle"}): "path trie depth <= MAX_PATH (32)",
     frozenset({"json_read.c:skip"}): "one level: containers are skipped in a loop",
     frozenset({"json_write.c:write"}): "depth argument < SQL_MAX_VALUE_DEPTH",
     frozenset({"ops.c:equal"}): "depth argument < SQL_MAX_VALUE_DEPTH",

@@ -365,6 +365,24 @@ Test(scan, a_payload_broken_after_what_a_rule_reads_is_json_to_that_rule) {
     unbuild(&f);
 }
 
+/* Found by fuzz_json: a rule looking below `a` kept reading after `a` turned out to be a
+ * number (its paths there could never be found), ran into damage and saw no JSON, while in a
+ * shared scan another rule read `a` whole and the scan stopped before the damage. A value
+ * that is over settles every path below it, alone or shared. */
+Test(scan, a_path_below_a_value_that_is_over_is_settled_alone_and_shared) {
+    static const char *const sqls[] = {"SELECT a AS k0 FROM 't'",
+                                       "SELECT b.c AS k0, a.x.y AS k1, b AS k2 FROM 't'",
+                                       "SELECT a.x AS k1 FROM 't'"};
+    fixture f;
+    build(&f, sqls, NULL, NULL, 3);
+    expect_outputs(&f, "{\"a\":1,\"b\":\"x\":3}",
+                   (const char *const[]){"{\"k0\":1}", "{\"k2\":\"x\"}", "{}"});
+    /* an object that ended settles what it did not hold; a later duplicate does not count */
+    expect_outputs(&f, "{\"a\":{\"z\":1},\"b\":2,\"a\":{\"x\":{\"y\":3}} broken",
+                   (const char *const[]){"{\"k0\":{\"z\":1}}", "{\"k2\":2}", "{}"});
+    unbuild(&f);
+}
+
 Test(scan, paths_under_other_rules_paths_read_from_their_values) {
     static const char *const sqls[] = {
         "SELECT a.b.c AS x FROM 't'", "SELECT a AS y FROM 't'", "SELECT a.b AS z FROM 't'",
