@@ -42,9 +42,18 @@ for f in "${fuzzers[@]}"; do
   work=$(mktemp -d)
   [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
   echo "-- $name"
-  "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$work/" "$work" 2>&1 | tail -n 12
-  rm -rf "$work"
+  if ! "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$work/" "$work" > "$work.log" 2>&1; then
+    # the finding: the harness's or the sanitizer's report, and the input that caused it
+    grep -v -E '^#[0-9]+ +(NEW|REDUCE|pulse|INITED)' "$work.log" | tail -n 80
+    for a in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
+      [ -f "$a" ] && { echo "input $(basename "$a"), base64:"; base64 -w0 "$a"; echo; }
+    done
+    rm -rf "$work" "$work.log"
+    exit 1
+  fi
+  tail -n 6 "$work.log"
+  rm -rf "$work" "$work.log"
 done
 [ ${#fuzzers[@]} -gt 0 ] || echo "no fuzz targets built"
 

@@ -150,8 +150,8 @@ static int parse_context(const char *json, sql_message *m, eval_shadows *es, cJS
     }
     cJSON *ts = cJSON_GetObjectItemCaseSensitive(c, "timestamp");
     if (ts) {
-        if (!cJSON_IsNumber(ts) || ts->valuedouble < 1) {
-            snprintf(err, cap, "--context: \"timestamp\" must be a positive number of ms");
+        if (!cJSON_IsNumber(ts) || !(ts->valuedouble >= 1 && ts->valuedouble <= 9.0e15)) {
+            snprintf(err, cap, "--context: \"timestamp\" must be a number of ms from 1 to 9e15");
             return -1;
         }
         m->timestamp_ms = (int64_t)ts->valuedouble;

@@ -132,6 +132,15 @@ static inline void eng_msg_free(eng_msg *m) {
 
 /* FNV-1a of a topic: picks the worker, and the lane of each action, that a topic goes to (so
  * one topic keeps its order end to end). Thread: any. */
+/* A JSON number (cJSON's valuedouble) as an int64: the number when it is a whole one within
+ * +-2^53 (where a double is exact), else fallback -- never a cast out of range (undefined
+ * behaviour) on a number from a file or a request. Thread: any. */
+static inline int64_t eng_json_i64(double d, int64_t fallback) {
+    return d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d
+               ? (int64_t)d
+               : fallback;
+}
+
 static inline uint32_t eng_topic_hash(const char *s, size_t n) {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++)

@@ -419,7 +419,7 @@ static void *writer_main(void *arg) {
 static char *record_line(const act_dlq_record *r, uint64_t id, int64_t *last) {
     cJSON *o = act_dlq_record_json(r, id);
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(o, "lastFailureAt");
-    *last = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : wall_ms();
+    *last = cJSON_IsNumber(at) ? eng_json_i64(at->valuedouble, wall_ms()) : wall_ms();
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!s)
@@ -730,7 +730,7 @@ static int load_segment(file_dlq *d, uint64_t seq, eng_error *e) {
                         .off = off,
                         .len = (uint32_t)len,
                         .live = 1,
-                        .at = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0,
+                        .at = cJSON_IsNumber(at) ? eng_json_i64(at->valuedouble, 0) : 0,
                         .rule = strdup(rule->valuestring)};
             if (en.rule && (en.id > (d->nents ? d->ents[d->nents - 1].id : 0)) &&
                 index_add(d, &en) == 0) {

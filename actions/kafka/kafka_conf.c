@@ -213,12 +213,14 @@ static const prop *find(const prop *v, size_t n, const char *name) {
 static char *prop_text(const cJSON *it, eng_error *e) {
     char num[64];
     const char *s = num;
+    /* INT64_MIN: not a whole number within +-2^53 */
+    int64_t whole = cJSON_IsNumber(it) ? eng_json_i64(it->valuedouble, INT64_MIN) : INT64_MIN;
     if (cJSON_IsString(it))
         s = it->valuestring;
     else if (cJSON_IsBool(it))
         s = cJSON_IsTrue(it) ? "true" : "false";
-    else if (cJSON_IsNumber(it) && it->valuedouble == (double)(long long)it->valuedouble)
-        snprintf(num, sizeof num, "%lld", (long long)it->valuedouble);
+    else if (whole != INT64_MIN)
+        snprintf(num, sizeof num, "%lld", (long long)whole);
     else if (cJSON_IsNumber(it))
         snprintf(num, sizeof num, "%.17g", it->valuedouble);
     else {

@@ -318,7 +318,7 @@ static int pg_append(act_dlq *self, const act_dlq_record *r, uint64_t *id_out,
     if (p) {
         p->record = o ? cJSON_PrintUnformatted(o) : NULL;
         p->rule = strdup(r->rule);
-        p->at = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : wall_ms();
+        p->at = cJSON_IsNumber(at) ? eng_json_i64(at->valuedouble, wall_ms()) : wall_ms();
         p->done = done;
         p->ud = ud;
         p->deadline = done ? 0 : mono_ms() + SYNC_WAIT_MS;

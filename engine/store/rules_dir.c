@@ -136,7 +136,7 @@ static int read_file(const char *path, eng_rule_row *row, eng_error *e) {
                              path);
     }
     snprintf(row->name, sizeof row->name, "%s", name->valuestring);
-    row->created_at = cJSON_IsNumber(at) ? (int64_t)at->valuedouble : 0;
+    row->created_at = cJSON_IsNumber(at) ? eng_json_i64(at->valuedouble, 0) : 0;
     row->revision =
         cJSON_IsNumber(rev) && rev->valuedouble >= 0 ? (uint64_t)rev->valuedouble : 0;
     row->payload_json = cJSON_PrintUnformatted(payload);

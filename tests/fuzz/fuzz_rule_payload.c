@@ -60,6 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(eng_rule_describe(r, &cfg));
         eng_rule_release(r);
     } else if (!e.type || !e.message[0] || e.status < 400) {
+        fprintf(stderr, "fuzz_rule_payload: a refusal without a reason: %d %s \"%s\"\n",
+                e.status, e.type ? e.type : "(no type)", e.message);
         abort(); /* a refusal always says what and why */
     }
     return 0;

@@ -193,6 +193,21 @@ class Boundary(unittest.TestCase):
         self.refused("unknown", {"sql": "SELECT * FROM 't'", "ruleName": "x"},
                      'unknown key "ruleName"')
 
+    def test_deep_and_long_sql_is_a_parse_error_not_a_crash(self):
+        """The ~120 KB `SELECT a+a+...` and a deeply nested expression, through the REST API:
+        each is a SqlParseException with a line and a column, and the service stays up."""
+        cases = {"long": "SELECT " + "+".join(["a"] * 60000) + " FROM 't'",
+                 "deep": "SELECT " + "(" * 5000 + "a" + ")" * 5000 + " FROM 't'",
+                 "deepcall": "SELECT " + "abs(" * 3000 + "1" + ")" * 3000 + " FROM 't'"}
+        for name, sql in cases.items():
+            st, h, body = self.post(name, {"sql": sql, "awsIotSqlVersion": "2016-03-23",
+                                           "actions": []})
+            self.assertEqual((st, h.get("x-amzn-ErrorType")), (400, "SqlParseException"),
+                             body[:300])
+            self.assertRegex(json.loads(body)["message"], r"^line 1, column \d+: ", name)
+            st, _, _ = http("GET", f"{self.s.url}/rules/{name}")
+            self.assertEqual(st, 404, name)
+
     # }======
 
     # {====== HTTP
