@@ -26,6 +26,9 @@ static const char *usage_text =
     "  --rate R               messages/s in total; 0 = as fast as possible (0)\n"
     "  --count N | --duration S   how much to send (N = 100000)\n"
     "  --qos Q                publish and subscribe QoS (0)\n"
+    "  --window W             QoS 1: at most W publishes awaiting their PUBACK (1000; 0 = no\n"
+    "                         bound, which makes libmosquitto's per-PUBACK search of its\n"
+    "                         outgoing list the generator's own bottleneck)\n"
     "  --topic T              topic template (sensors/${device}/telemetry)\n"
     "  --payload P            payload template\n"
     "      ({\"deviceId\":\"${device}\",\"temperature\":${rand:0:100},\"humidity\":${rand:0:100},"
@@ -39,7 +42,7 @@ static const char *usage_text =
 #define SUB 64
 #define POW 32
 static _Atomic uint64_t hist[POW * SUB];
-static _Atomic uint64_t received, sent;
+static _Atomic uint64_t received, sent, acked;
 static double t_first_rx, t_last_rx;
 
 static void hist_add(uint64_t ns) {
@@ -89,6 +92,11 @@ static uint64_t wall_ns(void) {
 
 static const char *lat_field = "ts";
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static void on_publish(struct mosquitto *m, void *ud, int mid) {
+    (void)m, (void)ud, (void)mid;
+    atomic_fetch_add(&acked, 1);
+}
 
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg) {
     uint64_t t = wall_ns();
@@ -145,7 +153,7 @@ int main(int argc, char **argv) {
                           "\"humidity\":${rand:0:100},\"ts\":${ts}}";
     int port = 1883, devices = 100, qos = 0, json = 0;
     double rate = 0, duration = 0, timeout = 5;
-    long count = 100000;
+    long count = 100000, window = 1000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) {
@@ -164,6 +172,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--count")) count = atol(v), duration = 0;
         else if (!strcmp(a, "--duration")) duration = atof(v);
         else if (!strcmp(a, "--qos")) qos = atoi(v);
+        else if (!strcmp(a, "--window")) window = atol(v);
         else if (!strcmp(a, "--topic")) topic = v;
         else if (!strcmp(a, "--payload")) payload = v;
         else if (!strcmp(a, "--sub")) sub = v;
@@ -174,13 +183,14 @@ int main(int argc, char **argv) {
             return 64;
         }
     }
-    if (devices < 1 || (qos != 0 && qos != 1)) {
+    if (devices < 1 || (qos != 0 && qos != 1) || window < 0) {
         fputs(usage_text, stderr);
         return 64;
     }
     mosquitto_lib_init();
     struct mosquitto *pubc = mosquitto_new(NULL, true, NULL), *subc = NULL;
     mosquitto_int_option(pubc, MOSQ_OPT_SEND_MAXIMUM, 65535);
+    mosquitto_publish_callback_set(pubc, on_publish);
     if (mosquitto_connect(pubc, host, port, 60) != MOSQ_ERR_SUCCESS) {
         fprintf(stderr, "sluice-loadgen: cannot connect to %s:%d\n", host, port);
         return 1;
@@ -204,6 +214,10 @@ int main(int argc, char **argv) {
         double tn = now();
         if (duration > 0 ? tn - t0 >= duration : (long)seq >= count)
             break;
+        if (qos == 1 && window > 0 && seq - atomic_load(&acked) >= (uint64_t)window) {
+            usleep(50); /* the broker has not acknowledged enough yet */
+            continue;
+        }
         if (rate > 0) {
             tokens += (tn - last) * rate;
             last = tn;

@@ -31,6 +31,12 @@ int main(int argc, char **argv) {
     mosquitto_lib_init();
     struct mosquitto *m = mosquitto_new(NULL, true, NULL);
     mosquitto_message_callback_set(m, on_message);
+    /* MQTT 5 with sluice's default Receive Maximum (mqtt.receiveMaximum, 512), so that both
+     * get the same QoS 1 window from the broker; the broker's Receive Maximum bounds what the
+     * relay sends. (MQTT 3.1.1, or libmosquitto's default of 20, would hold the relay to a
+     * window of 20 messages, a round trip each.) */
+    mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_int_option(m, MOSQ_OPT_RECEIVE_MAXIMUM, 512);
     if (mosquitto_connect(m, "127.0.0.1", port, 60) != MOSQ_ERR_SUCCESS)
         return 1;
     mosquitto_subscribe(m, NULL, "sensors/+/telemetry", qos);
