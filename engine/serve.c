@@ -157,7 +157,8 @@ int eng_serve_main(int argc, char **argv) {
     env.registry = eng_registry_new(cfg.workers, &cfg, &env);
     if (!env.registry)
         goto out;
-    if (eng_registry_load(env.registry, &e) != 0) {
+    if (eng_registry_load(env.registry, &e) != 0 ||
+        (pg && eng_store_import_dir_rules(&env, &e) != 0)) {
         eng_log(ENG_LOG_ERROR, "store.load", "%s", e.message);
         fprintf(stderr, "sluice serve: %s\n", e.message);
         goto out;

@@ -149,6 +149,13 @@ eng_rule_store *eng_rule_store_pg_open(eng_pg *pg, eng_error *e);
 /* Forgets deletions older than max_age_s (the watcher, now and then). 0 or -1. */
 int eng_rule_store_pg_purge(eng_pg *pg, int64_t max_age_s, eng_error *e);
 
+/* Moves the rules of <data_dir>/rules/ (an instance that ran on the data dir) into the shared
+ * store through env->registry, then renames the directory rules.imported (import.c). A name
+ * the store holds already keeps the store's rule. 0 (also when there is nothing to import), or
+ * -1 with e set: a rule that does not compile or a store that refuses; the directory stays.
+ * Thread: main, after eng_registry_load(). */
+int eng_store_import_dir_rules(eng_env *env, eng_error *e);
+
 /* }====== */
 
 /* {====== the dead-letter store in PostgreSQL (deadletter_pg.c; the API: actions/action.h) */

@@ -14,7 +14,9 @@ clients with persistent sessions (Debian's python3-paho-mqtt).
   would give one twice);
 - the '$' topics (shadow requests, rules on $aws/...), which Mosquitto never delivers to a
   shared subscription, are taken by one instance of the group at a time and move to another
-  when it restarts.
+  when it restarts;
+- an instance that ran on its data dir brings its rules into the store once, and a rule the
+  fleet deletes afterwards stays deleted.
 
 Rolling restarts and kill -9 under a stream: test_fleet_restarts.py."""
 import base64, http.client as http_client, json, os, shutil, socket, sys, tempfile, threading, time, unittest
@@ -429,6 +431,52 @@ class FleetTest(unittest.TestCase):
         finally:
             col.stop()
         self.assertEqual(f.stop_all(), [0, 0, 0])
+
+    def test_rules_of_a_data_dir_move_into_the_store(self):
+        """An instance that ran on its data dir and is started on the shared store brings its
+        rules along (as POST /rules would create them), once: the data dir's copy is set aside,
+        so a rule deleted in the fleet afterwards stays deleted; a name the store holds already
+        keeps the store's rule."""
+        pg, broker = PgCluster(), Broker(extra=NODELAY)
+        self.fleet = Fleet(1, pg=pg, broker=broker)  # node 0: on the store from the start
+        f, tmp = self.fleet, self.fleet.tmp
+        alone_dir = os.path.join(tmp, "alone")
+        alone = Sluice(broker.port, alone_dir)
+        try:
+            for name, sql in (("moved", "SELECT * FROM 'imp/a'"),
+                              ("taken", "SELECT * FROM 'imp/local'"),
+                              ("gone", "SELECT * FROM 'imp/c'")):
+                st, _, b = f.post(alone, f"/rules/{name}", rule(sql))
+                self.assertEqual(st, 200, b)
+            st, _, _ = f.post(alone, "/rules/moved/disable", method="POST")
+        finally:
+            self.assertEqual(alone.stop(), 0, alone.logs())
+        st, _, b = f.post(f.nodes[0], "/rules/taken", rule("SELECT * FROM 'imp/store'"))
+        self.assertEqual(st, 200, b)
+
+        moved = Sluice(broker.port, alone_dir, env_extra=dict(f.env(1)), ready_timeout=120)
+        f.nodes.append(moved)
+        for name in ("moved", "gone"):
+            f.wait_rule(f.nodes[0], name)
+        st, _, b = http("GET", f"{f.nodes[0].url}/rules/taken")
+        self.assertEqual(json.loads(b)["rule"]["sql"], "SELECT * FROM 'imp/store'",
+                         "the store's rule must win over the data dir's")
+        st, _, b = http("GET", f"{f.nodes[0].url}/rules/moved")
+        self.assertTrue(json.loads(b)["rule"]["ruleDisabled"], "disabled on the data dir")
+        self.assertFalse(os.path.exists(os.path.join(alone_dir, "rules")))
+        self.assertTrue(os.path.isdir(os.path.join(alone_dir, "rules.imported")))
+        self.assertIn("kept the store's version", moved.logs())
+
+        st, _, b = f.post(f.nodes[0], "/rules/gone", method="DELETE")
+        self.assertEqual(st, 200, b)
+        f.wait_rule(moved, "gone", present=False)
+        self.assertEqual(moved.stop(), 0, moved.logs())
+        again = Sluice(broker.port, alone_dir, env_extra=dict(f.env(1)), ready_timeout=120)
+        f.nodes[1] = again
+        st, _, _ = http("GET", f"{again.url}/rules/gone")
+        self.assertEqual(st, 404, "a rule deleted in the fleet came back from the data dir")
+        st, _, _ = http("GET", f"{again.url}/rules/moved")
+        self.assertEqual(st, 200)
 
     def two_clients(self, client, args, results, n):
         """Runs client(*a) for both a in args at once; each leaves (versions it got accepted,
