@@ -542,6 +542,9 @@ int eng_mqtt_dollar_ready(eng_mqtt *mq);
 int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter);
 /* SUBACKs that refused a filter since start (for /metrics). Thread: any. */
 uint64_t eng_mqtt_refused(eng_mqtt *mq);
+/* Filters no rule wants that the broker has not yet confirmed unsubscribed (for /metrics).
+ * Thread: any. */
+size_t eng_mqtt_unsubscribes_pending(eng_mqtt *mq);
 /* Called once the broker acknowledged a publish (ok 1), or refused it with a reason, or
  * sluice stopped first (ok 0, err says which). Runs on the output connection's thread. */
 typedef void (*eng_mqtt_done_fn)(void *ud, int ok, const char *err);

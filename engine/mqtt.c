@@ -20,9 +20,10 @@
  * "$aws/x" publish under "$aws", so such a shared subscription never receives anything
  * (src/topic_tok.c, sub__topic_tokenise; 2.0.11 to 2.0.20). In a fleet one instance at a time
  * takes those topics instead (the store's lease, serve.c). Filters the input must not keep
- * (eng_mqtt_forget_filters, and every filter dropped while disconnected) are unsubscribed at
- * once and again at every connect: a resumed persistent session still holds what an earlier
- * run subscribed.
+ * (eng_mqtt_forget_filters, and every filter no rule wants any more) are unsubscribed at once
+ * and again at every connect until the broker's UNSUBACK confirms it: a resumed persistent
+ * session still holds what an earlier run subscribed, and an UNSUBSCRIBE lost with a
+ * connection changed nothing.
  *
  * Publishing: eng_mqtt_publish() queues in libmosquitto; with a completion, the completion runs
  * when the broker acknowledged the message (QoS 1 PUBACK; QoS 0 once written), found by packet
@@ -103,39 +104,64 @@ static void subscribe_one(eng_mqtt *mq, size_t i) {
         eng_log(ENG_LOG_WARN, "mqtt.subscribe", "subscribe %s: %s", sub, mosquitto_strerror(rc));
 }
 
-/* Adds f to the filters unsubscribed at every connect (mu held). */
-static void forget(eng_mqtt *mq, const char *f) {
-    for (size_t i = 0; i < mq->ndrop; i++)
-        if (!strcmp(mq->drop[i], f))
+static void unsubscribe(eng_mqtt *mq, struct eng_mqtt_drop *d) {
+    char sub[600];
+    eng__mqtt_sub_name(mq, d->filter, sub, sizeof sub);
+    int mid = 0;
+    d->mid = mosquitto_unsubscribe(mq->in.mosq, &mid, sub) == MOSQ_ERR_SUCCESS ? mid : 0;
+}
+
+/* Adds f to the filters to unsubscribe, and unsubscribes it now when the input is up (mu
+ * held). */
+static void forget(eng_mqtt *mq, const char *f, int up) {
+    size_t i = 0;
+    while (i < mq->ndrop && strcmp(mq->drop[i].filter, f))
+        i++;
+    if (i == mq->ndrop) {
+        struct eng_mqtt_drop *v = realloc(mq->drop, (mq->ndrop + 1) * sizeof *v);
+        if (!v)
             return;
-    char **v = realloc(mq->drop, (mq->ndrop + 1) * sizeof *v);
-    if (!v)
-        return;
-    mq->drop = v;
-    if ((v[mq->ndrop] = strdup(f)))
+        mq->drop = v;
+        if (!(v[i].filter = strdup(f)))
+            return;
+        v[i].mid = 0;
         mq->ndrop++;
+    }
+    if (up)
+        unsubscribe(mq, &mq->drop[i]);
+}
+
+static void drop_at(eng_mqtt *mq, size_t i) {
+    free(mq->drop[i].filter);
+    mq->drop[i] = mq->drop[--mq->ndrop];
 }
 
 /* Removes f from them: it is wanted again (mu held). */
 static void unforget(eng_mqtt *mq, const char *f) {
     for (size_t i = 0; i < mq->ndrop; i++)
-        if (!strcmp(mq->drop[i], f)) {
-            free(mq->drop[i]);
-            mq->drop[i] = mq->drop[--mq->ndrop];
+        if (!strcmp(mq->drop[i].filter, f)) {
+            drop_at(mq, i);
             return;
         }
 }
 
-static void unsubscribe(eng_mqtt *mq, const char *f) {
-    char sub[600];
-    eng__mqtt_sub_name(mq, f, sub, sizeof sub);
-    mosquitto_unsubscribe(mq->in.mosq, NULL, sub);
+/* The broker's UNSUBACK: the session no longer holds that filter. */
+static void on_unsubscribe(struct mosquitto *mosq, void *ud, int mid,
+                           const mosquitto_property *props) {
+    eng_mqtt *mq = ud;
+    pthread_mutex_lock(&mq->mu);
+    for (size_t i = 0; i < mq->ndrop; i++)
+        if (mq->drop[i].mid == mid) {
+            drop_at(mq, i);
+            break;
+        }
+    pthread_mutex_unlock(&mq->mu);
 }
 
 void eng__mqtt_subscribe_all(eng_mqtt *mq) {
     pthread_mutex_lock(&mq->mu);
     for (size_t i = 0; i < mq->ndrop; i++)
-        unsubscribe(mq, mq->drop[i]);
+        unsubscribe(mq, &mq->drop[i]);
     for (size_t i = 0; i < mq->nsubs; i++)
         subscribe_one(mq, i);
     pthread_mutex_unlock(&mq->mu);
@@ -313,6 +339,7 @@ int eng__mqtt_conn_init(eng_mqtt *mq, eng_mqtt_conn *c, const char *role, const 
     if (c == &mq->in) {
         mosquitto_message_v5_callback_set(c->mosq, eng__mqtt_on_message);
         mosquitto_subscribe_v5_callback_set(c->mosq, eng__mqtt_on_subscribe);
+        mosquitto_unsubscribe_v5_callback_set(c->mosq, on_unsubscribe);
     } else {
         mosquitto_publish_v5_callback_set(c->mosq, on_publish);
     }
@@ -455,10 +482,9 @@ void eng_mqtt_set_filters(eng_mqtt *mq, const char *const *filters, size_t n) {
     while (i < mq->nsubs || j < n) {
         int c = i == mq->nsubs ? 1 : j == n ? -1 : strcmp(mq->subs[i].filter, want[j]);
         if (c < 0) { /* no longer wanted */
-            if (up)
-                unsubscribe(mq, mq->subs[i].filter);
-            else /* the session keeps it until an UNSUBSCRIBE: at the next connect */
-                forget(mq, mq->subs[i].filter);
+            /* the session keeps it until the broker acknowledges an UNSUBSCRIBE: now, and
+             * again at every connect until then */
+            forget(mq, mq->subs[i].filter, up);
             free(mq->subs[i].filter);
             i++;
         } else if (c > 0) { /* new */
@@ -500,9 +526,7 @@ void eng_mqtt_forget_filters(eng_mqtt *mq, const char *const *filters, size_t n)
             wanted = !strcmp(mq->subs[i].filter, filters[t]);
         if (wanted)
             continue;
-        forget(mq, filters[t]);
-        if (up)
-            unsubscribe(mq, filters[t]);
+        forget(mq, filters[t], up);
     }
     pthread_mutex_unlock(&mq->mu);
 }
@@ -530,6 +554,13 @@ int eng_mqtt_filter_status(eng_mqtt *mq, const char *filter) {
 }
 
 uint64_t eng_mqtt_refused(eng_mqtt *mq) { return atomic_load(&mq->refused); }
+
+size_t eng_mqtt_unsubscribes_pending(eng_mqtt *mq) {
+    pthread_mutex_lock(&mq->mu);
+    size_t n = mq->ndrop;
+    pthread_mutex_unlock(&mq->mu);
+    return n;
+}
 
 /* {====== publishing */
 
@@ -675,7 +706,7 @@ void eng_mqtt_free(eng_mqtt *mq) {
         free(mq->subs[i].filter);
     free(mq->subs);
     for (size_t i = 0; i < mq->ndrop; i++)
-        free(mq->drop[i]);
+        free(mq->drop[i].filter);
     free(mq->drop);
     pthread_mutex_destroy(&mq->mu);
     pthread_mutex_destroy(&mq->pmu);

@@ -41,7 +41,13 @@ struct eng_mqtt {
     pthread_mutex_t mu;    /* guards subs */
     eng_mqtt_sub *subs;    /* sorted by filter */
     size_t nsubs;
-    char **drop;           /* unsubscribed at every connect (forgotten, not wanted); mu */
+    /* filters the session may still hold but no rule wants: unsubscribed at once when
+     * connected and again at every connect, until the broker's UNSUBACK (mid) says the session
+     * holds them no more; mu */
+    struct eng_mqtt_drop {
+        char *filter;
+        int mid;           /* of the UNSUBSCRIBE in flight; 0: none */
+    } *drop;
     size_t ndrop;
     _Atomic uint64_t refused; /* SUBACKs that refused a filter */
     /* the input loop's current read batch (input thread only) */

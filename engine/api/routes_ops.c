@@ -144,6 +144,11 @@ static void put_ingest_metrics(FILE *f, eng_env *env) {
                    "topic filter.\n# TYPE sluice_subscriptions_refused_total counter\n"
                    "sluice_subscriptions_refused_total %llu\n",
                 (unsigned long long)eng_mqtt_refused(env->mqtt));
+    if (env->mqtt)
+        fprintf(f, "# HELP sluice_unsubscribes_pending Topic filters no rule wants that the "
+                   "broker has not yet confirmed unsubscribed.\n"
+                   "# TYPE sluice_unsubscribes_pending gauge\nsluice_unsubscribes_pending %zu\n",
+                eng_mqtt_unsubscribes_pending(env->mqtt));
     if (env->shadows) {
         uint64_t rq, rj, pf;
         eng_shadows_stats(env->shadows, &rq, &rj, &pf);

@@ -250,6 +250,39 @@ class Service(unittest.TestCase):
         sub.stop()
         self.assertTrue(sub.lines, "no output after the broker came back: " + self.s.logs())
 
+    def test_dropped_filters_are_unsubscribed_until_the_broker_confirms(self):
+        """A filter no rule wants any more is unsubscribed, and remembered until the broker's
+        UNSUBACK: deleted while connected, it is forgotten once confirmed; deleted while the
+        broker is away, it is unsubscribed after the reconnect and then forgotten (the list of
+        pending filters does not grow with every filter ever dropped)."""
+        def pending():
+            m = http("GET", f"{self.s.url}/metrics")[2].decode()
+            return int(m.split("\nsluice_unsubscribes_pending ")[1].split()[0])
+
+        def settles(want, timeout=30):
+            end = time.time() + timeout
+            while pending() != want and time.time() < end:
+                time.sleep(0.05)
+            return pending()
+
+        for i in range(20):
+            self.assertEqual(self.rule(f"u{i}", f"SELECT * FROM 'u/{i}'", [])[0], 200)
+        for i in range(20):
+            self.assertEqual(http("DELETE", f"{self.s.url}/rules/u{i}")[0], 200)
+        self.assertEqual(settles(0), 0, "UNSUBACKs never cleared the pending filters")
+
+        self.assertEqual(self.rule("away", "SELECT * FROM 'u/away'", [])[0], 200)
+        port = self.broker.port
+        self.broker.stop()
+        end = time.time() + 30
+        while http("GET", f"{self.s.url}/readyz")[0] == 200 and time.time() < end:
+            time.sleep(0.05)
+        self.assertEqual(http("DELETE", f"{self.s.url}/rules/away")[0], 200)
+        self.assertEqual(pending(), 1, "a filter dropped while disconnected must be remembered")
+        self.broker = Broker(port)
+        self.s.wait_ready(timeout=40)
+        self.assertEqual(settles(0), 0, "the filter was not unsubscribed after the reconnect")
+
     def test_replacing_a_rule_under_load_gives_exactly_one_output_per_message(self):
         def put(i, replace):
             body = json.dumps({"sql": f"SELECT seq, {i} AS version FROM 'load/t'",
