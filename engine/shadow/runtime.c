@@ -18,14 +18,18 @@
  * MQTT (a Kafka-only deployment) REST updates feed their messages to the rules directly.
  *
  * REST requests (the iot-data API) call eng_shadows_rest() on the API's threads, which blocks
- * like any request handler, and publish the same messages.
+ * like any request handler, and publish the same messages; the call returns once the broker
+ * acknowledged them (up to REST_ANSWER_WAIT_MS), so a 200 means stored and announced.
  */
 #include "shadow.h"
 #include "store/store.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define THREADS 16       /* concurrent writers: enough for the group commit to pay off */
 #define QUEUE_MAX 4096   /* per thread; a full queue makes the submitting worker wait */
@@ -53,13 +57,34 @@ struct eng_shadows {
     _Atomic uint64_t requests, rejected, publish_failed;
 };
 
-/* Several answers of one request: the request is released once all are acknowledged. */
+/* Several answers of one request: the request is released once all are acknowledged. A REST
+ * request's caller waits for that too (wait_answers), so its 200 means the update is stored
+ * and announced: should sluice die in between, the caller gets no answer and retries, as it
+ * would after any lost response. Owned by the answers and, for REST, by the waiter: the last
+ * one out frees it. */
 typedef struct pending {
     _Atomic int left;
     _Atomic int failed;
+    _Atomic int refs;
     eng_msg *m;          /* retained; NULL for a REST request */
     eng_shadows *sh;
+    int rest;            /* a waiter: mu, cv and done below are set up */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;            /* every answer acknowledged or failed; mu */
 } pending;
+
+#define REST_ANSWER_WAIT_MS 5000 /* then the 200 goes anyway: the answers wait in the queue */
+
+static void unref(pending *p) {
+    if (atomic_fetch_sub(&p->refs, 1) != 1)
+        return;
+    if (p->rest) {
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+    }
+    free(p);
+}
 
 static void answer_done(void *ud, int ok, const char *err) {
     pending *p = ud;
@@ -76,30 +101,42 @@ static void answer_done(void *ud, int ok, const char *err) {
             atomic_store(&p->m->keep, 1); /* replayed at the next start */
         eng_msg_free(p->m);
     }
-    free(p);
+    if (p->rest) {
+        pthread_mutex_lock(&p->mu);
+        p->done = 1;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    unref(p);
 }
 
 /* Publishes reply's messages (or, without MQTT, feeds them to the rules). in: the request's
- * message, released once everything is acknowledged (NULL for REST). */
-static void publish_answers(eng_shadows *sh, eng_shadow_reply *r, eng_msg *in) {
+ * message, released once everything is acknowledged (NULL for REST). For REST (rest 1) with a
+ * broker, returns what to wait_answers() for; else NULL. */
+static pending *publish_answers(eng_shadows *sh, eng_shadow_reply *r, eng_msg *in, int rest) {
     eng_env *env = sh->env;
     if (!r->nmsgs) {
         eng_msg_free(in);
-        return;
+        return NULL;
     }
     int broker = env->mqtt && !eng_mqtt_offline(env->mqtt);
-    pending *p = broker ? malloc(sizeof *p) : NULL;
+    pending *p = broker ? calloc(1, sizeof *p) : NULL;
     if (broker && !p) {
         if (in)
             atomic_store(&in->keep, 1);
         eng_msg_free(in);
-        return;
+        return NULL;
     }
     if (p) {
         atomic_init(&p->left, (int)r->nmsgs + 1);
         atomic_init(&p->failed, 0);
+        atomic_init(&p->refs, rest ? 2 : 1);
         p->m = in;
         p->sh = sh;
+        if ((p->rest = rest)) {
+            pthread_mutex_init(&p->mu, NULL);
+            pthread_cond_init(&p->cv, NULL);
+        }
     }
     for (size_t i = 0; i < r->nmsgs; i++) {
         const eng_shadow_msg *msg = &r->msgs[i];
@@ -115,10 +152,34 @@ static void publish_answers(eng_shadows *sh, eng_shadow_reply *r, eng_msg *in) {
                              answer_done, p) != 0)
             answer_done(p, 0, "the output connection refused the message");
     }
-    if (p)
-        answer_done(p, 1, NULL); /* the +1 above: nothing completes before all are sent */
-    else
+    if (!p) {
         eng_msg_free(in);
+        return NULL;
+    }
+    pending *wait = rest ? p : NULL; /* its own reference keeps it alive past the last answer */
+    answer_done(p, 1, NULL); /* the +1 above: nothing completes before all are sent */
+    return wait;
+}
+
+/* Waits until the broker acknowledged every answer of a REST request, up to
+ * REST_ANSWER_WAIT_MS (a broker that is away: they stay queued and go out once it is back). */
+static void wait_answers(pending *p) {
+    if (!p)
+        return;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += REST_ANSWER_WAIT_MS / 1000;
+    pthread_mutex_lock(&p->mu);
+    int rc = 0;
+    while (!p->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&p->cv, &p->mu, &dl);
+    int done = p->done;
+    pthread_mutex_unlock(&p->mu);
+    if (!done)
+        eng_log(ENG_LOG_WARN, "shadow.answers_pending", "a REST shadow request's MQTT messages "
+                "were not acknowledged within %d ms (is the broker reachable?): answering now; "
+                "they stay queued", REST_ANSWER_WAIT_MS);
+    unref(p);
 }
 
 static void handle_mqtt(eng_shadows *sh, eng_msg *m) {
@@ -145,7 +206,7 @@ static void handle_mqtt(eng_shadows *sh, eng_msg *m) {
         eng_log(ENG_LOG_ERROR, "shadow.store_failed", "shadow request on %s: %s", m->topic,
                 r.body ? r.body : "");
     }
-    publish_answers(sh, &r, m);
+    publish_answers(sh, &r, m, 0);
     eng_shadow_reply_deinit(&r);
 }
 
@@ -220,7 +281,7 @@ int eng_shadows_rest(eng_shadows *sh, const eng_shadow_req *req, eng_shadow_repl
     atomic_fetch_add(&sh->requests, 1);
     if (status != 200)
         atomic_fetch_add(&sh->rejected, 1);
-    publish_answers(sh, out, NULL);
+    wait_answers(publish_answers(sh, out, NULL, 1));
     return status;
 }
 

@@ -5,7 +5,7 @@ answer topic and document, versions and conflicts, clientToken echo, the modeled
 botocore raises them, roles, the seed rule on /update/documents and get_thing_shadow(),
 persistence across restarts, racing clients and malformed requests. Every server listens on
 127.0.0.1 on a free port and is stopped by the test. usage: test_shadow.py /path/to/sluice"""
-import http.client as httpclient, json, os, shutil, subprocess, sys, tempfile, threading, time, unittest
+import http.client as httpclient, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, unittest
 
 import paho.mqtt.client as mqtt
 
@@ -368,6 +368,50 @@ class Mqtt(Shared):
         self.assertEqual([tt for tt, _ in d.msgs if tt.endswith("/rejected")],
                          [])
         self.assertEqual([tt for tt, _ in d.msgs if "/get/" in tt], [])
+
+
+class RestAnswers(unittest.TestCase):
+    def test_a_rest_update_answers_once_the_broker_has_its_messages(self):
+        """A REST update's 200 comes once the broker has acknowledged its /accepted, /delta and
+        /documents: with the broker stopped (SIGSTOP) the 200 is held back, and it comes as
+        soon as the broker acknowledges them, not at the 5 s limit. A caller that has its 200
+        therefore knows the update was announced; a crash before that leaves it without an
+        answer, and it retries."""
+        broker, data = Broker(), tempfile.mkdtemp()
+        s = Sluice(broker.port, data)
+        d = Device(broker.port, "dev-rest-answers", ("$aws/things/held/shadow/#",))
+        try:
+            c = boto3_client(s.url)
+            c.update_thing_shadow(thingName="held", payload=b'{"state":{"reported":{"v":0}}}')
+            done = {}
+
+            def call():
+                c.update_thing_shadow(thingName="held", payload=b'{"state":{"desired":{"v":1}},'
+                                                                b'"clientToken":"held"}')
+                done["at"] = time.time()
+
+            os.kill(broker.p.pid, signal.SIGSTOP)
+            t0 = time.time()
+            th = threading.Thread(target=call)
+            th.start()
+            time.sleep(1.5)
+            held = "at" not in done
+            os.kill(broker.p.pid, signal.SIGCONT)
+            th.join(15)
+            self.assertTrue(held, "the 200 came before the broker could acknowledge anything")
+            self.assertIn("at", done, "no answer")
+            self.assertLess(done["at"] - t0, 4.0, "answered at the time limit, not at the "
+                            "broker's acknowledgement")
+            t = topic("held", "update")
+            self.assertEqual(d.on(t + "/delta", token="held")[0]["state"], {"v": 1})
+            d.on(t + "/documents", token="held")
+        finally:
+            os.kill(broker.p.pid, signal.SIGCONT)
+            d.close()
+            rc = s.stop()
+            broker.stop()
+            shutil.rmtree(data, ignore_errors=True)
+            self.assertEqual(rc, 0, s.logs())
 
 
 class Rest(Shared):
