@@ -81,6 +81,9 @@ static int is(const char *s, size_t n, const char *word) {
 }
 
 int eng_shadow_topic_parse(const char *t, size_t n, eng_shadow_topic *out) {
+    /* every message the workers see asks this: most are not under $aws/things/ at all */
+    if (n < 12 || memcmp(t, "$aws/things/", 12))
+        return 0;
     const char *lv[7];
     size_t ln[7];
     size_t k = levels(t, n, lv, ln, 7);
