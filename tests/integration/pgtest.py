@@ -95,6 +95,29 @@ class PgCluster:
         time.sleep(down_seconds)
         self.start()
 
+    def signal_all(self, sig):
+        """Sends sig to the cluster's postmaster and every process it started (SIGSTOP: the
+        server stalls without refusing anything, as an overloaded one does; SIGCONT resumes)."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                pm = int(f.readline())
+        except (OSError, ValueError):
+            return
+        pids = [pm]
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pm:
+                            pids.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
     def _kill_postmaster(self):
         try:
             with open(os.path.join(self.data, "postmaster.pid")) as f:
@@ -120,6 +143,7 @@ class PgCluster:
 
     def cleanup(self):
         try:
+            self.signal_all(signal.SIGCONT)  # a test that failed while the server was stalled
             self.stop("immediate")
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
